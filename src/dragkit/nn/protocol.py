@@ -1,0 +1,113 @@
+"""The generator protocol the drag engine depends on (design.md §2).
+
+Every network family (StyleGAN2, the MobileStyleGAN default model, later StyleGAN3) implements it; the engine
+imports nothing else from ``dragkit.nn``.
+
+Conventions: images are float32 NCHW RGB in [-1, 1]; latents in W+ are ``[N, num_ws, w_dim]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass(frozen=True)
+class FeatureLevel:
+    """One place where the synthesis network can be tapped for features.
+
+    ``index`` is what ``synthesize(feature_block=...)`` takes; ``channels`` and ``resolution`` describe the
+    ``[N, channels, resolution, resolution]`` map it returns (``resolution`` is the height; width may differ for
+    non-square models, see ``shape``).
+    """
+
+    index: int
+    channels: int
+    resolution: int
+    name: str
+
+
+@dataclass(frozen=True)
+class DragHints:
+    """Per-model defaults for the drag engine, used where ``DragConfig`` leaves a field as ``None``.
+
+    ``feature_block``: FeatureLevel index whose output the motion loss and tracking use.
+    ``optimize_ws``: indices into W+ that are optimised (the rest stay at w0).
+    ``lr``: Adam learning rate.
+    """
+
+    feature_block: int
+    optimize_ws: tuple[int, ...]
+    lr: float = 2e-3
+
+
+@dataclass
+class SynthesisResult:
+    """What :meth:`Generator.synthesize` returns.
+
+    image: [N, 3, H, W] float32 in about [-1, 1], or ``None`` when ``stop_after_features=True``.
+    features: [N, C, h, w] float32, the output of the requested feature block (differentiable w.r.t. ``ws``).
+    state: opaque resume state; pass it to :meth:`Generator.resume` with the same ``ws`` to finish the image.
+    """
+
+    image: torch.Tensor | None
+    features: torch.Tensor
+    state: Any
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Structural type of every generator dragkit can drag.
+
+    Attributes: ``z_dim``, ``c_dim``, ``w_dim``, ``num_ws``, ``img_resolution`` (height, pixels), ``img_channels``,
+    ``w_avg`` ([w_dim] float32 tensor, the truncation centre).
+    """
+
+    z_dim: int
+    c_dim: int
+    w_dim: int
+    num_ws: int
+    img_resolution: int
+    img_channels: int
+
+    @property
+    def w_avg(self) -> torch.Tensor: ...
+
+    def mapping(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor | None = None,
+        psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+    ) -> torch.Tensor:
+        """z: [N, z_dim] → ws: [N, num_ws, w_dim]; truncation ``w_avg.lerp(w, psi)``."""
+        ...
+
+    def synthesize(
+        self,
+        ws: torch.Tensor,
+        feature_block: int,
+        stop_after_features: bool = False,
+        noise_mode: str = "const",
+    ) -> SynthesisResult:
+        """ws: [N, num_ws, w_dim] → image (or None), features of ``feature_block``, resume state."""
+        ...
+
+    def resume(self, state: Any, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        """Finish the image from a resume state, with no gradient: → [N, 3, H, W] in [-1, 1]."""
+        ...
+
+    def feature_levels(self) -> list[FeatureLevel]:
+        """Every level ``synthesize`` can stop at, in forward order."""
+        ...
+
+    def drag_hints(self) -> DragHints:
+        """This model's default feature level, optimised ws and learning rate."""
+        ...
+
+    @property
+    def img_shape(self) -> tuple[int, int]:
+        """(H, W) of generated images in pixels."""
+        ...
