@@ -1,0 +1,79 @@
+"""Images in and out: float generator output → uint8, PNG files, user images and masks.
+
+Conventions: generator images are float [N, 3, H, W] in [-1, 1]; everything else is uint8 [H, W, 3] RGB (HWC);
+masks are bool [H, W] with True = movable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from dragkit.errors import InvalidInputError
+
+__all__ = ["load_image", "load_mask", "save_png", "to_uint8"]
+
+
+def to_uint8(img: torch.Tensor | np.ndarray) -> np.ndarray:
+    """[N, C, H, W] (or [C, H, W]) float in [-1, 1] → uint8 [N, H, W, C] (or [H, W, C]).
+
+    NVIDIA's rounding: ``(img * 127.5 + 128).clamp(0, 255)`` then truncation to uint8.
+    """
+    t = torch.as_tensor(img).detach()
+    if t.ndim not in (3, 4) or not t.is_floating_point():
+        raise InvalidInputError(f"expected a float image [N, C, H, W] or [C, H, W], got {t.dtype} {list(t.shape)}")
+    t = (t.to(torch.float32) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    t = t.permute(0, 2, 3, 1) if t.ndim == 4 else t.permute(1, 2, 0)
+    return t.cpu().numpy()
+
+
+def save_png(arr: np.ndarray, path: str | Path) -> Path:
+    """Write uint8 [H, W, 3] (RGB), [H, W, 4] (RGBA) or [H, W] (grey) to ``path`` as PNG; returns the path."""
+    a = np.asarray(arr)
+    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))):
+        raise InvalidInputError(f"save_png expects uint8 [H, W], [H, W, 3] or [H, W, 4], got {a.dtype} {list(a.shape)}")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    path = Path(path)
+    Image.fromarray(np.ascontiguousarray(a)).save(path, format="PNG")
+    return path
+
+
+def _open(path: str | Path) -> Image.Image:
+    try:
+        im = Image.open(path)
+        im.load()
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InvalidInputError(f"{path}: not a readable image ({exc})") from None
+    return im
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """An image file as uint8 [H, W, 3] RGB (grey and palette images are converted; alpha is dropped)."""
+    return np.asarray(_open(path).convert("RGB"), dtype=np.uint8).copy()
+
+
+def load_mask(path: str | Path, shape: tuple[int, int], resize: bool = False) -> np.ndarray:
+    """A mask image as bool [H, W], True = movable.
+
+    White (luminance > 127) is movable; an image with transparency uses its alpha channel instead (opaque =
+    movable). ``shape`` = (H, W) expected; a different size raises unless ``resize=True`` (nearest neighbour).
+    """
+    im = _open(path)
+    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        alpha = np.asarray(im.convert("RGBA"))[:, :, 3]
+        plane = alpha if alpha.min() < 255 else np.asarray(im.convert("L"))
+    else:
+        plane = np.asarray(im.convert("L"))
+    h, w = int(shape[0]), int(shape[1])
+    if plane.shape != (h, w):
+        if not resize:
+            raise InvalidInputError(f"{path}: mask is {plane.shape[0]}×{plane.shape[1]} (H×W), expected {h}×{w}")
+        plane = np.asarray(Image.fromarray(plane).resize((w, h), Image.Resampling.NEAREST))
+    return plane > 127
