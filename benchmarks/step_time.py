@@ -1,0 +1,134 @@
+"""Median milliseconds per drag step of ``impl="reference"`` and ``impl="fast"``, measured in one run.
+
+    python benchmarks/step_time.py --network stylegan2-512-random --steps 5 --json
+    python benchmarks/step_time.py --network PATH|default --device cuda
+
+``stylegan2-512-random`` builds, in-process, a seeded random-init StyleGAN2 of the official 512 configuration
+(z/w 512, 8 mapping layers, channel_base 32768, channel_max 512, conv_clamp 256). Three sessions on the same
+latent and points are stepped in turn (reference, fast, fast with a display frame), so that machine noise hits all
+of them alike; after ``--warmup`` untimed steps each, every step is timed and the medians and ratios are
+reported. The reference path always has its frame (it runs the whole generator). On a machine shared with other
+jobs, ``--threads 1`` gives much steadier numbers than two threads competing for two busy cores. This is a benchmark,
+not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+
+from dragkit.engine import DragConfig, DragSession
+from dragkit.nn.protocol import Generator
+
+RANDOM_512 = "stylegan2-512-random"
+
+
+def build_generator(network: str, device: torch.device) -> tuple[Generator, str]:
+    """The benchmark network and a description of it."""
+    if network == RANDOM_512:
+        from dragkit.nn.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+
+        cfg = StyleGAN2Config(
+            z_dim=512,
+            w_dim=512,
+            img_resolution=512,
+            mapping_layers=8,
+            channel_base=32768,
+            channel_max=512,
+            conv_clamp=256,
+        )
+        torch.manual_seed(0)
+        G = StyleGAN2Generator(cfg).eval().requires_grad_(False).to(device)
+        return G, "random-init StyleGAN2, official 512 config (channel_base 32768, channel_max 512)"
+    from dragkit.io import load_generator
+
+    return load_generator(network, device=device), network
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(G: Generator, steps: int, warmup: int, device: torch.device, seed: int) -> dict[str, Any]:
+    """Step reference, fast and fast+frame sessions in turn; return median ms/step of each."""
+    H, W = G.img_shape
+    handles = [(0.40 * W, 0.50 * H), (0.55 * W, 0.35 * H)]
+    targets = [(0.55 * W, 0.55 * H), (0.60 * W, 0.20 * H)]  # far enough never to be reached in the run
+    variants = {"reference": ("reference", False), "fast": ("fast", False), "fast_with_frame": ("fast", True)}
+    sessions = {}
+    for name, (impl, _) in variants.items():
+        sess = DragSession.from_seed(G, seed, psi=0.7, config=DragConfig(impl=impl, stop_rule=0.5))
+        sess.set_points([(round(x), round(y)) for x, y in handles], [(round(x), round(y)) for x, y in targets])
+        sessions[name] = sess
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for i in range(warmup + steps):
+        for name, (_, render) in variants.items():
+            _sync(device)
+            start = time.perf_counter()
+            sessions[name].step(render=render)
+            _sync(device)
+            if i >= warmup:
+                times[name].append((time.perf_counter() - start) * 1000)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    handles_equal = sessions["reference"].handles == sessions["fast"].handles
+    return {
+        "ms_per_step": {k: round(v, 1) for k, v in median.items()},
+        "ms_all": {k: [round(v, 1) for v in t] for k, t in times.items()},
+        "ratio_reference_over_fast": round(median["reference"] / median["fast"], 2),
+        "ratio_reference_over_fast_with_frame": round(median["reference"] / median["fast_with_frame"], 2),
+        "same_handles_after_run": handles_equal,
+        "max_latent_difference": float((sessions["reference"].ws - sessions["fast"].ws).abs().max()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--network", default=RANDOM_512, help=f"checkpoint path, model name or {RANDOM_512}")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per variant (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first (default 1)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent (default 0)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's; 1 is steadier on a busy machine)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    G, description = build_generator(args.network, device)
+    feature_block = G.drag_hints().feature_block
+    level = G.feature_levels()[feature_block]
+    result = {
+        "network": description,
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "image_shape": list(G.img_shape),
+        "feature_level": f"{level.name} ({level.channels}×{level.resolution}²)",
+        "steps": args.steps,
+        "warmup": args.warmup,
+        **measure(G, args.steps, args.warmup, device, args.seed),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>38}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

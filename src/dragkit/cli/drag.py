@@ -1,0 +1,199 @@
+"""``dragkit drag``: drag handle points to targets on a seed's image (DragGAN), headless.
+
+Writes to ``--outdir``: ``final.png`` and ``final_overlay.png``; ``trajectory.mp4`` / ``trajectory.gif`` and
+``trajectory_overlay.mp4`` / ``trajectory_overlay.gif`` (one frame per step, the overlay ones with points,
+arrows and the mask); ``latent.pt`` (the final W+ latent, a plain tensor [1, num_ws, w_dim]); ``session.pt``
+(the whole session: ``DragSession.load``); ``result.json`` = {"handles", "targets", "distances", "steps",
+"seconds", "config", …}. Prints the final distances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from dragkit.engine.config import IMPLS, TRACK_NORMS, W_MODES, DragConfig, parse_stop_rule
+from dragkit.errors import InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+_DEFAULTS = DragConfig()
+
+
+def parse_point(text: str, option: str) -> tuple[float, float]:
+    """``'X,Y'`` → (x, y) floats."""
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        x, y = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise InvalidInputError(f"{option} {text!r}: expected X,Y (image pixels, e.g. 120,85)") from None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise InvalidInputError(f"{option} {text!r}: coordinates must be finite")
+    return x, y
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add the ``drag`` sub-command."""
+    p = subparsers.add_parser(
+        "drag",
+        help="drag handle points to target points (DragGAN)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--network", required=True, metavar="PATH", help="checkpoint path or model name ('default')")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the starting image (default 0)")
+    p.add_argument("--trunc", type=float, default=0.7, metavar="PSI", help="truncation psi (default 0.7)")
+    p.add_argument("--class-idx", type=int, default=None, metavar="N", help="class label for conditional models")
+    p.add_argument("--handle", action="append", default=[], metavar="X,Y", help="handle point (repeatable)")
+    p.add_argument("--target", action="append", default=[], metavar="X,Y", help="target point (repeatable)")
+    p.add_argument("--mask", type=Path, default=None, metavar="PNG", help="movable region: white = movable")
+    p.add_argument("--steps", type=int, default=_DEFAULTS.max_steps, metavar="N", help="at most N steps (300)")
+    p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="Adam learning rate (default: the model's)")
+    p.add_argument("--impl", choices=IMPLS, default=_DEFAULTS.impl, help="fast (default) or reference")
+    p.add_argument("--w-mode", choices=W_MODES, default=_DEFAULTS.w_mode, help="optimise W+ rows or one w")
+    p.add_argument("--optimize-ws", type=int, default=None, metavar="K", help="optimise the first K W+ rows")
+    p.add_argument("--feature-block", type=int, default=None, metavar="K", help="feature level index")
+    p.add_argument("--r1", type=int, default=None, help="motion patch radius (default round(3/512·H))")
+    p.add_argument("--r2", type=int, default=None, help="tracking window radius (default round(12/512·H))")
+    p.add_argument("--mask-lambda", type=float, default=_DEFAULTS.mask_lambda, metavar="L", help="default 20")
+    p.add_argument("--latent-reg", type=float, default=_DEFAULTS.latent_reg, metavar="G", help="default 0")
+    p.add_argument("--track-norm", choices=TRACK_NORMS, default=_DEFAULTS.track_norm, help="default l2")
+    p.add_argument("--stop-rule", default="paper", metavar="RULE", help="paper | official | pixels")
+    p.add_argument("--fps", type=float, default=30.0, help="video frame rate (default 30)")
+    p.add_argument("--render-every", type=int, default=1, metavar="N", help="video frame every N steps")
+    p.add_argument("--no-video", action="store_true", help="skip the trajectory videos (faster)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--outdir", required=True, type=Path, metavar="DIR", help="output directory")
+    p.set_defaults(func=run)
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise InvalidInputError(f"--device {name!r}: not usable here ({str(exc).splitlines()[0]})") from None
+    return device
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the network, drag, write the outputs."""
+    from dragkit.engine import DragSession, StepResult
+    from dragkit.io import load_generator
+    from dragkit.io.images import load_mask, save_png
+    from dragkit.nn.seeds import z_from_seed
+    from dragkit.render import VideoWriter, draw_points
+
+    handles = [parse_point(t, "--handle") for t in args.handle]
+    targets = [parse_point(t, "--target") for t in args.target]
+    if not handles:
+        raise InvalidInputError("give at least one --handle X,Y and one --target X,Y")
+    if len(handles) != len(targets):
+        raise InvalidInputError(f"got {len(handles)} --handle and {len(targets)} --target: give them in pairs")
+    if args.steps < 1:
+        raise InvalidInputError(f"--steps: expected an int ≥ 1, got {args.steps}")
+    if args.render_every < 1:
+        raise InvalidInputError(f"--render-every: expected an int ≥ 1, got {args.render_every}")
+    config = DragConfig(
+        lr=args.lr,
+        optimize_ws=args.optimize_ws,
+        w_mode=args.w_mode,
+        feature_block=args.feature_block,
+        r1=args.r1,
+        r2=args.r2,
+        mask_lambda=args.mask_lambda,
+        latent_reg=args.latent_reg,
+        track_norm=args.track_norm,
+        stop_rule=parse_stop_rule(args.stop_rule),
+        max_steps=args.steps,
+        impl=args.impl,
+    )
+    device = _device(args.device)
+    G = load_generator(args.network, device=device)
+
+    c = None
+    if G.c_dim > 0:
+        if args.class_idx is None or not 0 <= args.class_idx < G.c_dim:
+            raise InvalidInputError(f"conditional network: --class-idx must be in [0, {G.c_dim - 1}]")
+        c = torch.zeros([1, G.c_dim], device=device)
+        c[0, args.class_idx] = 1
+    elif args.class_idx is not None:
+        raise InvalidInputError("--class-idx given, but the network is unconditional")
+    z = z_from_seed(args.seed, G.z_dim).to(device)
+    with torch.no_grad():
+        ws = G.mapping(z, c, psi=args.trunc)
+    sess = DragSession(G, ws, config=config, model_id=str(args.network))
+    sess.set_points(handles, targets)
+    if args.mask is not None:
+        sess.set_mask(load_mask(args.mask, sess.image_shape))
+    mask = sess.mask
+
+    out: Path = args.outdir
+    out.mkdir(parents=True, exist_ok=True)
+    writers: dict[str, VideoWriter] = {}
+    if not args.no_video:
+        for name in ("trajectory", "trajectory_overlay"):
+            for suffix in (".mp4", ".gif"):
+                writers[name + suffix] = VideoWriter(out / (name + suffix), fps=args.fps)
+
+    def add_frame(frame: Any, result: StepResult) -> None:
+        overlay = draw_points(frame, result.handles, result.targets, mask)
+        for name, writer in writers.items():
+            writer.append(overlay if name.startswith("trajectory_overlay") else frame)
+
+    bar = tqdm(total=args.steps, desc="drag", unit="step", disable=None)
+    last: StepResult | None = None
+
+    def on_step(result: StepResult) -> None:
+        nonlocal last
+        last = result
+        bar.update(1)
+        bar.set_postfix(dist=f"{max(result.distances):.1f}", loss="-" if result.loss is None else f"{result.loss:.4f}")
+        if result.frame is not None:
+            add_frame(result.frame, result)
+
+    start = time.perf_counter()
+    try:
+        sess.run(max_steps=args.steps, callback=on_step, render_every=0 if args.no_video else args.render_every)
+    except KeyboardInterrupt:
+        logger.warning("interrupted after %d steps: writing the results so far", sess.step_count)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+
+    final = sess.status()
+    image = sess.image()
+    if writers and (last is None or not last.done):  # the last latent has no step frame yet
+        add_frame(image, final)
+    for writer in writers.values():
+        writer.close()
+    save_png(image, out / "final.png")
+    save_png(draw_points(image, final.handles, final.targets, mask), out / "final_overlay.png")
+    torch.save(sess.ws.cpu().clone(), out / "latent.pt")
+    sess.save(out / "session.pt")
+    result = {
+        "handles": [list(p) for p in final.handles],
+        "targets": [list(p) for p in final.targets],
+        "distances": final.distances,
+        "steps": sess.step_count,
+        "seconds": round(seconds, 3),
+        "done": final.done,
+        "config": sess.settings.to_dict(),
+        "network": str(args.network),
+        "seed": args.seed,
+        "trunc": args.trunc,
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    logger.info("wrote %s", out)
+    print("final distances (px): " + ", ".join(f"{d:.2f}" for d in final.distances))
+    return 0

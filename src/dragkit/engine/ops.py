@@ -1,0 +1,281 @@
+"""Pure functions of the DragGAN algorithm (Pan et al. 2023, §3.2–3.3; design.md §3).
+
+Conventions: points are ``[N, 2]`` float tensors of (x, y) *image* pixels, pixel (x, y) being the centre of column
+x, row y of an ``H × W`` image; feature maps are ``[1, C, h, w]`` and may be smaller than the image (the native grid
+of a synthesis block) or exactly ``H × W`` (an upsampled map). Masks are bool ``[H, W]``, True = movable.
+
+**Feature value at an image pixel.** The official code upsamples F bilinearly to ``H × W`` (``F.interpolate``,
+``align_corners=False``) and indexes it. :func:`sample_at_pixels` gives the same value without upsampling: with
+``align_corners=False`` the upsampled value at integer pixel X is the native map sampled at
+``u = (X + 0.5)·w/W − 0.5`` (clamped to ``[0, w − 1]``) — which is exactly what ``grid_sample(...,
+align_corners=False, padding_mode='border')`` computes at the normalised coordinate ``g = (2X + 1)/W − 1``, since
+it un-normalises ``u = ((g + 1)·w − 1)/2``. When ``(h, w) == (H, W)`` the mapping is the identity.
+
+**At fractional points** (the shifted patch ``q + d`` of the motion loss) the official code bilinearly interpolates
+the *upsampled* map between the four surrounding image pixels (``grid_sample(align_corners=True)``, zero padding).
+Bilinear-of-bilinear is not the same as a single bilinear sample at the mapped point (the upsampled map has kinks
+at native knots between image pixels), so :func:`sample_bilinear` evaluates the four surrounding image pixels with
+:func:`sample_at_pixels` and combines them with the image-lattice weights: equal to the official value for any
+scale, and still only ``4 · P`` native samples.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from dragkit.errors import InvalidInputError
+
+__all__ = [
+    "fixed_region_weights",
+    "latent_loss",
+    "mask_loss",
+    "motion_loss",
+    "point_distances",
+    "radii",
+    "sample_at_pixels",
+    "sample_bilinear",
+    "stop_distance",
+    "track_points",
+    "upsample_features",
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scalars
+
+
+def radii(height: int) -> tuple[int, int]:
+    """(r1, r2) = (round(3/512·H), round(12/512·H)), each at least 1 (design.md §3; Python's round, as official)."""
+    if isinstance(height, bool) or not isinstance(height, int) or height < 1:
+        raise InvalidInputError(f"image height: expected an int ≥ 1, got {height!r}")
+    return max(1, round(3 / 512 * height)), max(1, round(12 / 512 * height))
+
+
+def stop_distance(rule: str | float, num_handles: int, height: int) -> float:
+    """Distance d in pixels below which a handle counts as arrived (design.md §3, step 6).
+
+    ``'paper'``: d = 1 for ≤ 5 handles, 2 otherwise; ``'official'``: max(2/512·H, 2); a number: that number.
+    """
+    if rule == "paper":
+        return 1.0 if num_handles <= 5 else 2.0
+    if rule == "official":
+        return max(2 / 512 * height, 2.0)
+    if isinstance(rule, int | float) and not isinstance(rule, bool) and math.isfinite(rule) and rule > 0:
+        return float(rule)
+    raise InvalidInputError(f"stop rule: expected 'paper', 'official' or a positive number, got {rule!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sampling
+
+
+def _check_feat(feat: torch.Tensor) -> None:
+    if feat.ndim != 4 or feat.shape[0] != 1:
+        raise InvalidInputError(f"feature map: expected [1, C, h, w], got {list(feat.shape)}")
+
+
+def _check_points(name: str, points: torch.Tensor) -> None:
+    if points.ndim < 1 or points.shape[-1] != 2:
+        raise InvalidInputError(f"{name}: expected [..., 2] (x, y) points, got {list(points.shape)}")
+
+
+def _image_shape(feat: torch.Tensor, image_shape: tuple[int, int] | None) -> tuple[int, int]:
+    if image_shape is None:
+        return int(feat.shape[-2]), int(feat.shape[-1])
+    return int(image_shape[0]), int(image_shape[1])
+
+
+def upsample_features(feat: torch.Tensor, image_shape: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of ``feat`` [1, C, h, w] to [1, C, H, W], ``align_corners=False`` (official code)."""
+    _check_feat(feat)
+    if tuple(feat.shape[-2:]) == tuple(image_shape):
+        return feat
+    return F.interpolate(feat, size=tuple(image_shape), mode="bilinear", align_corners=False)
+
+
+def sample_at_pixels(
+    feat: torch.Tensor,
+    points: torch.Tensor,
+    image_shape: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Features at image pixels, equal to ``upsample_features(feat, image_shape)[0, :, y, x]``.
+
+    feat: [1, C, h, w]; points: [..., 2] (x, y) image pixels (integer-valued for the identity above; coordinates
+    outside the image are clamped to the border); image_shape: (H, W), default (h, w). Returns [..., C],
+    differentiable w.r.t. ``feat``.
+    """
+    _check_feat(feat)
+    _check_points("points", points)
+    H, W = _image_shape(feat, image_shape)
+    C = feat.shape[1]
+    flat = points.reshape(-1, 2).to(torch.float64)
+    gx = (2 * flat[:, 0] + 1) / W - 1
+    gy = (2 * flat[:, 1] + 1) / H - 1
+    grid = torch.stack([gx, gy], dim=-1).to(feat.dtype).reshape(1, 1, -1, 2)
+    out = F.grid_sample(feat, grid, mode="bilinear", padding_mode="border", align_corners=False)  # [1, C, 1, P]
+    return out[0, :, 0, :].transpose(0, 1).reshape(*points.shape[:-1], C)
+
+
+def sample_bilinear(
+    feat: torch.Tensor,
+    points: torch.Tensor,
+    image_shape: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Features at fractional image points, bilinear on the image pixel lattice with zeros outside the image.
+
+    Equals ``F.grid_sample(upsample_features(feat, image_shape), grid, align_corners=True)`` at the same points
+    (the official motion-loss sampling). feat: [1, C, h, w]; points: [..., 2] (x, y); returns [..., C].
+    """
+    _check_points("points", points)
+    H, W = _image_shape(feat, image_shape)
+    x0 = points[..., 0].floor()
+    y0 = points[..., 1].floor()
+    ax = (points[..., 0] - x0).to(feat.dtype)
+    ay = (points[..., 1] - y0).to(feat.dtype)
+    xs = torch.stack([x0, x0 + 1, x0, x0 + 1], dim=-1)  # [..., 4]
+    ys = torch.stack([y0, y0, y0 + 1, y0 + 1], dim=-1)
+    weights = torch.stack([(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay], dim=-1)
+    inside = (xs >= 0) & (xs <= W - 1) & (ys >= 0) & (ys <= H - 1)
+    weights = torch.where(inside, weights, torch.zeros_like(weights))
+    values = sample_at_pixels(feat, torch.stack([xs, ys], dim=-1), (H, W))  # [..., 4, C]
+    return (values * weights.unsqueeze(-1)).sum(dim=-2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The algorithm
+
+
+def point_distances(handles: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """‖t_i − p_i‖ in pixels: [N, 2], [N, 2] → [N]."""
+    _check_points("handles", handles)
+    _check_points("targets", targets)
+    if handles.shape != targets.shape:
+        raise InvalidInputError(
+            f"handles and targets: expected the same shape, got {list(handles.shape)} and {list(targets.shape)}"
+        )
+    return (targets - handles).norm(dim=-1)
+
+
+def _window_offsets(radius: int, device: torch.device) -> torch.Tensor:
+    """Integer (x, y) offsets of the square |o|∞ ≤ radius, row-major (y outer, x inner): [(2r+1)², 2]."""
+    r = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
+    oy, ox = torch.meshgrid(r, r, indexing="ij")
+    return torch.stack([ox.reshape(-1), oy.reshape(-1)], dim=-1)
+
+
+def track_points(
+    feat: torch.Tensor,
+    templates: torch.Tensor,
+    handles: torch.Tensor,
+    r2: int,
+    image_shape: tuple[int, int] | None = None,
+    norm: Literal["l2", "l1"] = "l2",
+) -> torch.Tensor:
+    """Point tracking (paper Eq. 2): p_i ← argmin_{q ∈ Ω2(p_i, r2)} ‖F(q) − f_i‖.
+
+    Ω2 is the square window |q − round(p_i)|∞ ≤ r2 of image pixels, clipped to the image. Ties go to the first
+    pixel in row-major order (as the official ``torch.min`` over the clipped window). Vectorised over points.
+
+    feat: [1, C, h, w] current features (native grid or upsampled); templates: [N, C] (f_i = F0 at the initial
+    handles); handles: [N, 2] (x, y); image_shape: (H, W), default (h, w); norm: 'l2' (official) or 'l1' (paper).
+    Returns [N, 2] integer-valued (x, y), without gradient.
+    """
+    _check_feat(feat)
+    _check_points("handles", handles)
+    H, W = _image_shape(feat, image_shape)
+    N, C = handles.shape[0], feat.shape[1]
+    if templates.shape != (N, C):
+        raise InvalidInputError(f"templates: expected [{N}, {C}], got {list(templates.shape)}")
+    if norm not in ("l2", "l1"):
+        raise InvalidInputError(f"norm: expected 'l2' or 'l1', got {norm!r}")
+    if r2 < 0:
+        raise InvalidInputError(f"r2: expected an int ≥ 0, got {r2!r}")
+    with torch.no_grad():
+        centres = handles.to(torch.float32).round()
+        cand = centres.unsqueeze(1) + _window_offsets(r2, handles.device).unsqueeze(0)  # [N, K, 2]
+        inside = (cand[..., 0] >= 0) & (cand[..., 0] <= W - 1) & (cand[..., 1] >= 0) & (cand[..., 1] <= H - 1)
+        values = sample_at_pixels(feat.detach(), cand, (H, W))  # [N, K, C]
+        diff = values - templates.detach().to(values.dtype).unsqueeze(1)
+        dist = diff.norm(dim=-1) if norm == "l2" else diff.abs().sum(dim=-1)  # [N, K]
+        dist = dist.masked_fill(~inside, math.inf)
+        best = dist.argmin(dim=1)
+        return cand[torch.arange(N, device=cand.device), best]
+
+
+def motion_loss(
+    feat: torch.Tensor,
+    handles: torch.Tensor,
+    targets: torch.Tensor,
+    r1: int,
+    image_shape: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Motion supervision (paper Eq. 1, official form): Σ_i mean_{q ∈ Ω1(p_i, r1)} |F(q).detach() − F(q + d_i)|.
+
+    Only handles with ‖t_i − p_i‖ > 1 contribute; d_i = (t_i − p_i)/‖t_i − p_i‖; Ω1 = image pixels q with
+    ‖q − p_i‖ < r1 inside the image; the mean runs over Ω1 and the C channels; F(q + d_i) is
+    :func:`sample_bilinear` (zero outside the image). The gradient flows through the shifted samples only, which
+    pulls the patch content one step towards the target. Vectorised over points.
+
+    feat: [1, C, h, w]; handles, targets: [N, 2] (x, y); image_shape: (H, W), default (h, w).
+    Returns a scalar tensor (a zero connected to ``feat`` when no handle is active).
+    """
+    _check_feat(feat)
+    H, W = _image_shape(feat, image_shape)
+    dist = point_distances(handles, targets)
+    active = dist > 1
+    if not bool(active.any()):
+        return feat.sum() * 0.0
+    p = handles[active].to(torch.float32)
+    d = (targets[active].to(torch.float32) - p) / dist[active].to(torch.float32).unsqueeze(-1)  # [M, 2]
+    base = p.floor()
+    # floor(p) + [-r1 - 1, r1 + 1]² holds every pixel q with ‖q − p‖ < r1, also for fractional p
+    cand = base.unsqueeze(1) + _window_offsets(r1 + 1, p.device).unsqueeze(0)  # [M, K, 2]
+    inside = (cand[..., 0] >= 0) & (cand[..., 0] <= W - 1) & (cand[..., 1] >= 0) & (cand[..., 1] <= H - 1)
+    valid = inside & ((cand - p.unsqueeze(1)).norm(dim=-1) < r1)  # [M, K]
+    fixed = sample_at_pixels(feat.detach(), cand, (H, W))  # [M, K, C]
+    moved = sample_bilinear(feat, cand + d.unsqueeze(1), (H, W))  # [M, K, C]
+    per_pixel = (fixed - moved).abs().sum(dim=-1)  # [M, K]
+    per_pixel = torch.where(valid, per_pixel, torch.zeros_like(per_pixel))
+    count = valid.sum(dim=1).clamp_min(1).to(feat.dtype) * feat.shape[1]
+    return (per_pixel.sum(dim=1) / count).sum()
+
+
+def fixed_region_weights(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Weights of the fixed region (1 − M) on a ``size`` grid: [H, W] bool (True = movable) → [1, 1, h, w] float.
+
+    At image size this is (1 − M) exactly; on a smaller native grid each cell gets the fraction of its image
+    pixels that are fixed (area resampling), so the native mask term approximates the upsampled one.
+    """
+    if mask.ndim != 2 or mask.dtype != torch.bool:
+        raise InvalidInputError(f"mask: expected a bool [H, W] tensor, got {mask.dtype} {list(mask.shape)}")
+    fixed = (~mask).to(torch.float32)[None, None]
+    if tuple(size) == tuple(mask.shape):
+        return fixed
+    return F.interpolate(fixed, size=tuple(size), mode="area")
+
+
+def mask_loss(feat: torch.Tensor, feat0: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+    """Fixed-region term (paper Eq. 1, second part): mean |(F − F0) · (1 − M)| over all C·h·w elements.
+
+    feat, feat0: [1, C, h, w]; fixed: (1 − M) broadcastable to [1, 1, h, w], see :func:`fixed_region_weights`.
+    Zero when F == F0; pixels with weight 0 (movable) never count. Returns a scalar.
+    """
+    _check_feat(feat)
+    if feat0.shape != feat.shape:
+        raise InvalidInputError(f"feat0: expected {list(feat.shape)}, got {list(feat0.shape)}")
+    if fixed.shape[-2:] != feat.shape[-2:]:
+        raise InvalidInputError(
+            f"fixed weights: expected [.., {feat.shape[-2]}, {feat.shape[-1]}], got {list(fixed.shape)}"
+        )
+    return ((feat - feat0.detach()) * fixed).abs().mean()
+
+
+def latent_loss(ws: torch.Tensor, w0: torch.Tensor) -> torch.Tensor:
+    """Latent regularisation mean |ws − w0| over every W+ entry (official ``F.l1_loss(ws, w0)``): scalar."""
+    if ws.shape != w0.shape:
+        raise InvalidInputError(f"w0: expected {list(ws.shape)}, got {list(w0.shape)}")
+    return (ws - w0.detach()).abs().mean()

@@ -1,0 +1,766 @@
+"""The stateful drag session: one object, one ``step()`` that the CLI, the studio, benchmarks and tests all drive.
+
+A :class:`DragSession` holds the starting latent w0, the optimised W+ rows, the Adam state, the points, the mask,
+the feature templates and an undo/redo history. Every public mutation builds a new immutable ``_State`` and only
+then commits it, so an exception (bad input, a diverged latent) leaves the session exactly as it was.
+
+Each :meth:`DragSession.step` follows design.md §3 in order:
+
+1. forward to the feature block → F (``impl="fast"``: stop after the block, native grid; ``impl="reference"``:
+   full forward, F upsampled bilinearly to H × W as the official code does). On the first step after the points
+   changed: F0 = F.detach() and f_i = F0 at each handle;
+2. point tracking under ``no_grad`` (nearest neighbour of f_i in the window |q − p_i|∞ ≤ r2);
+3. stop check: done when every ‖t_i − p_i‖ ≤ d (then nothing is optimised this step);
+4. loss = motion supervision + λ · fixed-region term (mask with both values) + γ · mean|ws − w0|;
+5. gradient w.r.t. the optimised rows, Adam step.
+
+``render=True`` adds the display frame of the latent the step started from (the one the reported handles were
+tracked in): ``impl="fast"`` finishes it with ``generator.resume()`` under ``no_grad``; the reference path already
+has it from its full forward.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dragkit.engine import ops
+from dragkit.engine.config import DragConfig, ResolvedConfig
+from dragkit.engine.reference import motion_loss_reference, templates_reference, track_points_reference
+from dragkit.errors import DragkitError, InvalidInputError
+from dragkit.nn.protocol import Generator
+
+logger = logging.getLogger(__name__)
+
+SESSION_FORMAT = "dragkit.session"
+SESSION_VERSION = 1
+
+Point = tuple[float, float]
+
+
+class StepFailedError(DragkitError):
+    """A step could not be completed (non-finite features, loss or gradient); the session is unchanged."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one :meth:`DragSession.step` reports.
+
+    step: 1-based index of this step since the session start (or the last :meth:`DragSession.reset`).
+    handles: tracked handle positions [(x, y), …] in image pixels, in the latent this step started from.
+    targets: target positions [(x, y), …]. distances: ‖t_i − p_i‖ in pixels.
+    loss: the optimised loss, or None when the step was ``done`` (nothing optimised).
+    done: every handle is within the stop distance of its target.
+    frame: uint8 [H, W, 3] image of the latent the step started from, when asked for, else None.
+    """
+
+    step: int
+    handles: list[Point]
+    targets: list[Point]
+    distances: list[float]
+    loss: float | None
+    done: bool
+    frame: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict without the frame."""
+        return {
+            "step": self.step,
+            "handles": [list(p) for p in self.handles],
+            "targets": [list(p) for p in self.targets],
+            "distances": list(self.distances),
+            "loss": self.loss,
+            "done": self.done,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StepResult:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            step=int(d["step"]),
+            handles=[(float(x), float(y)) for x, y in d["handles"]],
+            targets=[(float(x), float(y)) for x, y in d["targets"]],
+            distances=[float(v) for v in d["distances"]],
+            loss=None if d["loss"] is None else float(d["loss"]),
+            done=bool(d["done"]),
+        )
+
+
+class _Segment:
+    """F0 and the templates f_i, fixed from the first step after the points last changed until they change again."""
+
+    __slots__ = ("features0", "handles", "templates")
+
+    def __init__(self, features0: torch.Tensor, templates: torch.Tensor, handles: tuple[Point, ...]) -> None:
+        self.features0 = features0  # [1, C, h, w] native grid, detached
+        self.templates = templates  # [N, C]
+        self.handles = handles  # where the templates were taken
+
+
+@dataclass(frozen=True)
+class _TrajectoryNode:
+    """A persistent list of step results: states share their common past."""
+
+    result: StepResult
+    prev: _TrajectoryNode | None
+    length: int
+
+
+@dataclass(frozen=True)
+class _State:
+    """Everything that undo/redo restores. Tensors are never modified after the state is built."""
+
+    ws_opt: torch.Tensor  # [1, k, w_dim] (W+) or [1, 1, w_dim] (W), detached
+    adam: dict[str, torch.Tensor] | None  # torch Adam state of ws_opt ('step', 'exp_avg', 'exp_avg_sq')
+    handles: tuple[Point, ...]
+    targets: tuple[Point, ...]
+    origins: tuple[Point, ...]  # where each handle was placed; reset() returns handles there
+    mask: torch.Tensor | None  # bool [H, W], True = movable
+    segment: _Segment | None  # None: templates are (re)taken on the next step
+    trajectory: _TrajectoryNode | None
+
+    @property
+    def step(self) -> int:
+        return 0 if self.trajectory is None else self.trajectory.length
+
+
+class DragSession:
+    """One DragGAN edit of one latent (design.md §3).
+
+    generator: any :class:`~dragkit.nn.protocol.Generator`; ws0: starting latent [1, num_ws, w_dim] (W+);
+    config: :class:`DragConfig` (defaults: the paper's); model_id: recorded in saved sessions;
+    history_limit: how many undo steps are kept (each holds the optimised rows and Adam moments, a few tens of KB).
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        ws0: torch.Tensor,
+        config: DragConfig | None = None,
+        model_id: str = "unknown",
+        *,
+        history_limit: int = 1000,
+    ) -> None:
+        config = DragConfig() if config is None else config
+        if not isinstance(config, DragConfig):
+            raise InvalidInputError(f"config: expected a DragConfig, got {type(config).__name__}")
+        if not isinstance(history_limit, int) or history_limit < 0:
+            raise InvalidInputError(f"history_limit: expected an int ≥ 0, got {history_limit!r}")
+        hints = generator.drag_hints()
+        self.generator = generator
+        self.model_id = str(model_id)
+        self.config = config
+        self.image_shape: tuple[int, int] = (int(generator.img_shape[0]), int(generator.img_shape[1]))
+        self.settings: ResolvedConfig = config.resolve(
+            image_shape=self.image_shape,
+            num_ws=generator.num_ws,
+            num_feature_levels=len(generator.feature_levels()),
+            hint_feature_block=hints.feature_block,
+            hint_optimize_ws=tuple(hints.optimize_ws),
+            hint_lr=hints.lr,
+        )
+        self.history_limit = history_limit
+        self.device = generator.w_avg.device
+        self.w0 = self._check_ws0(ws0)
+        self._index = torch.tensor(self.settings.optimize_ws, dtype=torch.long, device=self.device)
+        self._lock = threading.RLock()
+        self._undo: list[_State] = []
+        self._redo: list[_State] = []
+        self._state = self._initial_state()
+        self._image_cache: tuple[torch.Tensor, np.ndarray] | None = None
+        self._fixed_cache: tuple[torch.Tensor, tuple[int, int], torch.Tensor] | None = None
+        self._features0_up_cache: tuple[_Segment, torch.Tensor] | None = None  # reference path only
+
+    # -- construction ---------------------------------------------------------------------------------------------
+    @classmethod
+    def from_seed(
+        cls,
+        generator: Generator,
+        seed: int,
+        psi: float = 0.7,
+        config: DragConfig | None = None,
+        model_id: str = "unknown",
+        **kwargs: Any,
+    ) -> DragSession:
+        """Session on ``generator.mapping(z_from_seed(seed), psi=psi)`` (NVIDIA's seed → z convention)."""
+        from dragkit.nn.seeds import z_from_seed
+
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise InvalidInputError(f"seed: expected an int in [0, 2**32), got {seed!r}")
+        if not (isinstance(psi, int | float) and math.isfinite(psi)):
+            raise InvalidInputError(f"psi: expected a finite float, got {psi!r}")
+        device = generator.w_avg.device
+        z = z_from_seed(seed, generator.z_dim).to(device)
+        with torch.no_grad():
+            ws = generator.mapping(z, psi=float(psi))
+        return cls(generator, ws, config=config, model_id=model_id, **kwargs)
+
+    def _check_ws0(self, ws0: torch.Tensor) -> torch.Tensor:
+        G = self.generator
+        expected = (1, G.num_ws, G.w_dim)
+        if not isinstance(ws0, torch.Tensor) or tuple(ws0.shape) != expected:
+            got = list(ws0.shape) if isinstance(ws0, torch.Tensor) else type(ws0).__name__
+            raise InvalidInputError(f"ws0: expected a W+ latent of shape {list(expected)}, got {got}")
+        if not torch.isfinite(ws0).all():
+            raise InvalidInputError("ws0: contains NaN or infinite values")
+        return ws0.detach().to(device=self.device, dtype=torch.float32).clone()
+
+    def _initial_state(self) -> _State:
+        rows = self.w0.index_select(1, self._index)
+        if self.settings.w_mode == "w":
+            rows = rows[:, :1]
+        return _State(
+            ws_opt=rows.clone(),
+            adam=None,
+            handles=(),
+            targets=(),
+            origins=(),
+            mask=None,
+            segment=None,
+            trajectory=None,
+        )
+
+    # -- read-only views ------------------------------------------------------------------------------------------
+    @property
+    def ws(self) -> torch.Tensor:
+        """Current latent [1, num_ws, w_dim] (rows outside ``optimize_ws`` are w0's), detached."""
+        return self._compose(self._state.ws_opt).detach()
+
+    @property
+    def handles(self) -> list[Point]:
+        """Current handle positions [(x, y), …] (as last tracked)."""
+        return list(self._state.handles)
+
+    @property
+    def targets(self) -> list[Point]:
+        """Target positions [(x, y), …]."""
+        return list(self._state.targets)
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """bool [H, W] (True = movable) or None."""
+        m = self._state.mask
+        return None if m is None else m.cpu().numpy().copy()
+
+    @property
+    def step_count(self) -> int:
+        """Steps taken since the session start or the last reset."""
+        return self._state.step
+
+    @property
+    def trajectory(self) -> list[StepResult]:
+        """Every step's result (without frames), oldest first."""
+        out: list[StepResult] = []
+        node = self._state.trajectory
+        while node is not None:
+            out.append(node.result)
+            node = node.prev
+        return out[::-1]
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def stop_distance(self) -> float:
+        """The current stop distance d in pixels (depends on the number of handles for the 'paper' rule)."""
+        return ops.stop_distance(self.settings.stop_rule, len(self._state.handles), self.image_shape[0])
+
+    def status(self) -> StepResult:
+        """The current state as a StepResult (no step taken: loss None, no frame)."""
+        with self._lock:
+            st = self._state
+            distances = [math.hypot(t[0] - h[0], t[1] - h[1]) for h, t in zip(st.handles, st.targets, strict=True)]
+            done = bool(st.handles) and all(d <= self.stop_distance() for d in distances)
+            return StepResult(st.step, list(st.handles), list(st.targets), distances, None, done)
+
+    def image(self) -> np.ndarray:
+        """The current latent's image, uint8 [H, W, 3] (full forward, no gradient; cached per latent)."""
+        from dragkit.io.images import to_uint8
+
+        with self._lock:
+            ws_opt = self._state.ws_opt
+            if self._image_cache is not None and self._image_cache[0] is ws_opt:
+                return self._image_cache[1].copy()
+            with torch.no_grad():
+                out = self.generator.synthesize(self._compose(ws_opt), self.settings.feature_block)
+            assert out.image is not None
+            frame = to_uint8(out.image)[0]
+            self._image_cache = (ws_opt, frame)
+            return frame.copy()
+
+    def __repr__(self) -> str:
+        st = self._state
+        return (
+            f"DragSession(model_id={self.model_id!r}, impl={self.settings.impl!r}, points={len(st.handles)}, "
+            f"step={st.step}, mask={st.mask is not None})"
+        )
+
+    # -- editing (each is one undoable action) --------------------------------------------------------------------
+    def set_points(self, handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]]) -> None:
+        """Replace all points: handles and targets are equally long, non-empty lists of (x, y) image pixels."""
+        h = self._check_points("handles", handles)
+        t = self._check_points("targets", targets)
+        if not h:
+            raise InvalidInputError("handles: expected at least one (x, y) point, got none")
+        if len(h) != len(t):
+            raise InvalidInputError(f"expected as many targets as handles, got {len(h)} handles and {len(t)} targets")
+        with self._lock:
+            self._commit(replace(self._state, handles=h, targets=t, origins=h, segment=None))
+
+    def add_point(self, handle: Sequence[float], target: Sequence[float]) -> int:
+        """Add one handle/target pair; returns its index. Templates are re-taken on the next step."""
+        (h,) = self._check_points("handle", [handle])
+        (t,) = self._check_points("target", [target])
+        with self._lock:
+            st = self._state
+            self._commit(
+                replace(st, handles=(*st.handles, h), targets=(*st.targets, t), origins=(*st.origins, h), segment=None)
+            )
+            return len(st.handles)
+
+    def remove_point(self, index: int) -> None:
+        """Remove the pair at ``index``. Templates are re-taken on the next step."""
+        with self._lock:
+            st = self._state
+            n = len(st.handles)
+            if isinstance(index, bool) or not isinstance(index, int) or not -n <= index < n:
+                raise InvalidInputError(f"point index: expected an int in [0, {n - 1}], got {index!r}")
+            keep = [i for i in range(n) if i != index % n]
+            self._commit(
+                replace(
+                    st,
+                    handles=tuple(st.handles[i] for i in keep),
+                    targets=tuple(st.targets[i] for i in keep),
+                    origins=tuple(st.origins[i] for i in keep),
+                    segment=None,
+                )
+            )
+
+    def clear_points(self) -> None:
+        """Remove every point."""
+        with self._lock:
+            self._commit(replace(self._state, handles=(), targets=(), origins=(), segment=None))
+
+    def set_mask(self, mask: np.ndarray | torch.Tensor | None) -> None:
+        """Set the movable region: bool [H, W], True = movable (the rest is held by the λ term), or None."""
+        m = None if mask is None else self._check_mask(mask)
+        with self._lock:
+            self._commit(replace(self._state, mask=m))
+
+    def reset(self) -> None:
+        """Back to w0: fresh optimiser, step 0, handles back where they were placed; targets and mask are kept."""
+        with self._lock:
+            st = self._state
+            initial = self._initial_state()
+            self._commit(replace(initial, handles=st.origins, targets=st.targets, origins=st.origins, mask=st.mask))
+
+    def undo(self, n: int = 1) -> None:
+        """Undo the last ``n`` steps or edits."""
+        with self._lock:
+            if n < 1 or n > len(self._undo):
+                raise InvalidInputError(f"undo: expected 1 ≤ n ≤ {len(self._undo)} (available), got {n}")
+            for _ in range(n):
+                self._redo.append(self._state)
+                self._state = self._undo.pop()
+
+    def redo(self, n: int = 1) -> None:
+        """Redo the last ``n`` undone steps or edits."""
+        with self._lock:
+            if n < 1 or n > len(self._redo):
+                raise InvalidInputError(f"redo: expected 1 ≤ n ≤ {len(self._redo)} (available), got {n}")
+            for _ in range(n):
+                self._undo.append(self._state)
+                self._state = self._redo.pop()
+
+    # -- the algorithm --------------------------------------------------------------------------------------------
+    def step(self, render: bool = False) -> StepResult:
+        """One DragGAN iteration (design.md §3); ``render=True`` also returns the frame. See the module docstring."""
+        with self._lock:
+            st = self._state
+            if not st.handles:
+                raise InvalidInputError("no points: call set_points(handles, targets) or add_point() first")
+            s = self.settings
+            G = self.generator
+            ws_opt = st.ws_opt.clone().requires_grad_(True)
+            ws = self._compose(ws_opt)
+
+            # 1. forward to the feature block
+            reference = s.impl == "reference"
+            out = G.synthesize(ws, s.feature_block, stop_after_features=not reference)
+            native = out.features  # [1, C, h, w]
+            if not torch.isfinite(native).all():
+                raise StepFailedError(
+                    "the generator produced non-finite features (the latent diverged: undo and lower the lr)"
+                )
+            feat = ops.upsample_features(native, self.image_shape) if reference else native
+            segment = st.segment if st.segment is not None else self._make_segment(native.detach(), st.handles)
+
+            # 2. point tracking
+            if reference:
+                new_handles = tuple(
+                    track_points_reference(feat, segment.templates, list(st.handles), s.r2, s.track_norm)
+                )
+            else:
+                tracked = ops.track_points(
+                    feat, segment.templates, self._tensor(st.handles), s.r2, self.image_shape, s.track_norm
+                )
+                new_handles = tuple((float(x), float(y)) for x, y in tracked.tolist())
+
+            # 3. stop check
+            dist = ops.point_distances(self._tensor(new_handles), self._tensor(st.targets))
+            distances = [float(v) for v in dist.tolist()]
+            done = all(v <= self.stop_distance() for v in distances)
+
+            # 4.-5. loss, gradient, Adam
+            loss_value: float | None = None
+            new_ws_opt, new_adam = st.ws_opt, st.adam
+            if not done:
+                loss = self._loss(feat, segment, new_handles, st.targets, st.mask, ws)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise StepFailedError(f"the loss is {loss_value} (the latent diverged: undo and lower the lr)")
+                (grad,) = torch.autograd.grad(loss, [ws_opt], allow_unused=True)
+                grad = torch.zeros_like(ws_opt) if grad is None else grad
+                if not torch.isfinite(grad).all():
+                    raise StepFailedError("the gradient is not finite (the latent diverged: undo and lower the lr)")
+                new_ws_opt, new_adam = self._adam_step(ws_opt, grad, st.adam)
+
+            frame = None
+            if render:
+                frame = self._frame(out, ws)
+
+            result = StepResult(
+                step=st.step + 1,
+                handles=list(new_handles),
+                targets=list(st.targets),
+                distances=distances,
+                loss=loss_value,
+                done=done,
+                frame=frame,
+            )
+            node = _TrajectoryNode(replace(result, frame=None), st.trajectory, st.step + 1)
+            self._commit(
+                replace(st, ws_opt=new_ws_opt, adam=new_adam, handles=new_handles, segment=segment, trajectory=node)
+            )
+            logger.debug("step %d: loss %s, distances %s, done %s", result.step, loss_value, distances, done)
+            return result
+
+    def run(
+        self,
+        max_steps: int | None = None,
+        callback: Callable[[StepResult], Any] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        render_every: int = 0,
+    ) -> StepResult:
+        """Step until done, ``max_steps`` (default ``config.max_steps``) or ``should_stop()`` is true.
+
+        callback(result) is called after every step; ``render_every=k > 0`` renders a frame every k-th step
+        (the first included). Returns the last step's result (or :meth:`status` when no step ran).
+        """
+        n = self.settings.max_steps if max_steps is None else max_steps
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InvalidInputError(f"max_steps: expected an int ≥ 0, got {n!r}")
+        if isinstance(render_every, bool) or not isinstance(render_every, int) or render_every < 0:
+            raise InvalidInputError(f"render_every: expected an int ≥ 0, got {render_every!r}")
+        last: StepResult | None = None
+        start = time.perf_counter()
+        for i in range(n):
+            if should_stop is not None and should_stop():
+                logger.info("stopped by request after %d steps", i)
+                break
+            last = self.step(render=render_every > 0 and i % render_every == 0)
+            if callback is not None:
+                callback(last)
+            if last.done:
+                break
+        if last is None:
+            return self.status()
+        logger.debug("run: %d steps in %.2f s", last.step, time.perf_counter() - start)
+        return last
+
+    # -- internals ------------------------------------------------------------------------------------------------
+    def _compose(self, ws_opt: torch.Tensor) -> torch.Tensor:
+        """Optimised rows → full W+ [1, num_ws, w_dim]; other rows stay at w0 (W mode: one w repeated)."""
+        rows = ws_opt.expand(1, len(self.settings.optimize_ws), -1) if self.settings.w_mode == "w" else ws_opt
+        return self.w0.index_copy(1, self._index, rows)
+
+    def _tensor(self, points: Sequence[Point]) -> torch.Tensor:
+        return torch.tensor(points, dtype=torch.float32, device=self.device).reshape(-1, 2)
+
+    def _make_segment(self, features0: torch.Tensor, handles: tuple[Point, ...]) -> _Segment:
+        if self.settings.impl == "reference":
+            segment = _Segment(features0, torch.empty(0), handles)
+            segment.templates = templates_reference(self._features0_up(segment), list(handles))
+            return segment
+        centres = self._tensor(handles).round()
+        templates = ops.sample_at_pixels(features0, centres, self.image_shape).detach()
+        return _Segment(features0, templates, handles)
+
+    def _features0_up(self, segment: _Segment) -> torch.Tensor:
+        """F0 upsampled to image size (reference path), cached for the current segment like ``feat0_resize``."""
+        cached = self._features0_up_cache
+        if cached is not None and cached[0] is segment:
+            return cached[1]
+        up = ops.upsample_features(segment.features0, self.image_shape)
+        self._features0_up_cache = (segment, up)
+        return up
+
+    def _fixed_weights(self, mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        cached = self._fixed_cache
+        if cached is not None and cached[0] is mask and cached[1] == size:
+            return cached[2]
+        weights = ops.fixed_region_weights(mask, size)
+        self._fixed_cache = (mask, size, weights)
+        return weights
+
+    def _loss(
+        self,
+        feat: torch.Tensor,
+        segment: _Segment,
+        handles: tuple[Point, ...],
+        targets: tuple[Point, ...],
+        mask: torch.Tensor | None,
+        ws: torch.Tensor,
+    ) -> torch.Tensor:
+        """Motion supervision + λ · fixed-region term + γ · latent term on ``feat`` (native or upsampled)."""
+        s = self.settings
+        if s.impl == "reference":
+            loss = motion_loss_reference(feat, list(handles), list(targets), s.r1)
+            feat0 = self._features0_up(segment)
+        else:
+            loss = ops.motion_loss(feat, self._tensor(handles), self._tensor(targets), s.r1, self.image_shape)
+            feat0 = segment.features0
+        if mask is not None and s.mask_lambda > 0 and bool(mask.any()) and not bool(mask.all()):
+            fixed = self._fixed_weights(mask, (int(feat.shape[-2]), int(feat.shape[-1])))
+            loss = loss + s.mask_lambda * ops.mask_loss(feat, feat0, fixed)
+        if s.latent_reg > 0:
+            loss = loss + s.latent_reg * ops.latent_loss(ws, self.w0)
+        return loss
+
+    def _adam_step(
+        self, param: torch.Tensor, grad: torch.Tensor, adam: dict[str, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """torch Adam (default betas, eps) on a fresh copy of the state; the inputs are left untouched."""
+        param.grad = grad
+        optimizer = torch.optim.Adam([param], lr=self.settings.lr)
+        if adam is not None:
+            optimizer.state[param] = {k: v.clone() for k, v in adam.items()}
+        try:
+            optimizer.step()
+        except RuntimeError as exc:  # e.g. an lr so large that the step size overflows float32
+            raise StepFailedError(f"the Adam update failed ({exc}); lower the lr") from exc
+        new_adam = {k: v.detach() for k, v in optimizer.state[param].items()}
+        param.grad = None
+        if not torch.isfinite(param).all():
+            raise StepFailedError("the Adam update produced a non-finite latent; lower the lr")
+        return param.detach(), new_adam
+
+    def _frame(self, out: Any, ws: torch.Tensor) -> np.ndarray:
+        from dragkit.io.images import to_uint8
+
+        with torch.no_grad():
+            image = out.image.detach() if out.image is not None else self.generator.resume(out.state, ws.detach())
+        return to_uint8(image)[0]
+
+    def _commit(self, state: _State) -> None:
+        self._undo.append(self._state)
+        if len(self._undo) > self.history_limit:
+            del self._undo[: len(self._undo) - self.history_limit]
+        self._redo.clear()
+        self._state = state
+
+    def _check_points(self, name: str, points: Any) -> tuple[Point, ...]:
+        H, W = self.image_shape
+        if isinstance(points, torch.Tensor | np.ndarray):
+            points = points.tolist()
+        if not isinstance(points, Sequence) or isinstance(points, str):
+            raise InvalidInputError(f"{name}: expected a list of (x, y) points, got {type(points).__name__}")
+        out = []
+        for p in points:
+            try:
+                x, y = (float(v) for v in p)
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"{name}: expected (x, y) pairs of numbers, got {p!r}") from None
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise InvalidInputError(f"{name}: point {p!r} is not finite")
+            if not (0 <= x <= W - 1 and 0 <= y <= H - 1):
+                raise InvalidInputError(
+                    f"{name}: point ({x:g}, {y:g}) is outside the {W}×{H} image (x in [0, {W - 1}], y in [0, {H - 1}])"
+                )
+            out.append((x, y))
+        return tuple(out)
+
+    def _check_mask(self, mask: np.ndarray | torch.Tensor) -> torch.Tensor:
+        if isinstance(mask, np.ndarray):
+            mask = torch.from_numpy(mask)
+        if not isinstance(mask, torch.Tensor):
+            raise InvalidInputError(f"mask: expected a bool [H, W] array, got {type(mask).__name__}")
+        if mask.dtype != torch.bool:
+            raise InvalidInputError(f"mask: expected dtype bool (True = movable), got {mask.dtype}")
+        if tuple(mask.shape) != self.image_shape:
+            raise InvalidInputError(f"mask: expected shape {list(self.image_shape)} (H, W), got {list(mask.shape)}")
+        return mask.to(self.device).clone()
+
+    # -- persistence ----------------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the whole session (w0, current and past latents, Adam state, points, mask, templates, history,
+        config, model id) to one file: ``torch.save`` of plain tensors, dicts and lists, loadable with
+        ``weights_only=True``. Written atomically (temporary file + rename)."""
+        path = Path(path)
+        with self._lock:
+            states = [*self._undo, self._state, *reversed(self._redo)]  # chronological
+            segments: dict[int, int] = {}
+            masks: dict[int, int] = {}
+            nodes: dict[int, int] = {}
+            seg_list: list[dict[str, Any]] = []
+            mask_list: list[torch.Tensor] = []
+            node_list: list[dict[str, Any]] = []
+
+            def node_id(node: _TrajectoryNode | None) -> int:
+                if node is None:
+                    return -1
+                chain: list[_TrajectoryNode] = []
+                n: _TrajectoryNode | None = node
+                while n is not None and id(n) not in nodes:
+                    chain.append(n)
+                    n = n.prev
+                for m in reversed(chain):  # oldest first, so every "prev" already has an id
+                    nodes[id(m)] = len(node_list)
+                    node_list.append(
+                        {"result": m.result.to_dict(), "prev": -1 if m.prev is None else nodes[id(m.prev)]}
+                    )
+                return nodes[id(node)]
+
+            def state_dict(st: _State) -> dict[str, Any]:
+                seg = -1
+                if st.segment is not None:
+                    if id(st.segment) not in segments:
+                        segments[id(st.segment)] = len(seg_list)
+                        seg_list.append(
+                            {
+                                "features0": st.segment.features0.cpu(),
+                                "templates": st.segment.templates.cpu(),
+                                "handles": [list(p) for p in st.segment.handles],
+                            }
+                        )
+                    seg = segments[id(st.segment)]
+                mask = -1
+                if st.mask is not None:
+                    if id(st.mask) not in masks:
+                        masks[id(st.mask)] = len(mask_list)
+                        mask_list.append(st.mask.cpu())
+                    mask = masks[id(st.mask)]
+                return {
+                    "ws_opt": st.ws_opt.cpu(),
+                    "adam": None if st.adam is None else {k: v.cpu() for k, v in st.adam.items()},
+                    "handles": [list(p) for p in st.handles],
+                    "targets": [list(p) for p in st.targets],
+                    "origins": [list(p) for p in st.origins],
+                    "mask": mask,
+                    "segment": seg,
+                    "trajectory": node_id(st.trajectory),
+                }
+
+            payload = {
+                "format": SESSION_FORMAT,
+                "version": SESSION_VERSION,
+                "model_id": self.model_id,
+                "generator": {
+                    "num_ws": self.generator.num_ws,
+                    "w_dim": self.generator.w_dim,
+                    "img_shape": list(self.image_shape),
+                },
+                "config": self.config.to_dict(),
+                "settings": self.settings.to_dict(),
+                "history_limit": self.history_limit,
+                "w0": self.w0.cpu(),
+                "states": [state_dict(st) for st in states],
+                "current": len(self._undo),
+                "segments": seg_list,
+                "masks": mask_list,
+                "trajectory_nodes": node_list,
+            }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+        logger.debug("saved session to %s", path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], generator: Generator) -> DragSession:
+        """Restore a session written by :meth:`save` onto ``generator`` (which must match the saved model)."""
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidInputError(f"session file not found: {path}")
+        device = generator.w_avg.device
+        try:
+            d = torch.load(path, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise InvalidInputError(f"{path}: not a readable dragkit session file ({exc})") from exc
+        if not isinstance(d, dict) or d.get("format") != SESSION_FORMAT:
+            raise InvalidInputError(f"{path}: not a dragkit session file")
+        if d.get("version") != SESSION_VERSION:
+            raise InvalidInputError(f"{path}: session version {d.get('version')!r}, expected {SESSION_VERSION}")
+        saved = d["generator"]
+        actual = {"num_ws": generator.num_ws, "w_dim": generator.w_dim, "img_shape": list(generator.img_shape)}
+        if saved != actual:
+            raise InvalidInputError(f"{path}: saved for a generator with {saved}, got one with {actual}")
+        session = cls(
+            generator,
+            d["w0"],
+            config=DragConfig.from_dict(d["config"]),
+            model_id=d["model_id"],
+            history_limit=int(d["history_limit"]),
+        )
+        if session.settings.to_dict() != d["settings"]:
+            raise InvalidInputError(
+                f"{path}: the generator's drag defaults differ from the saved ones "
+                f"({session.settings.to_dict()} vs {d['settings']}); is it the model {d['model_id']!r}?"
+            )
+        segments = []
+        for seg in d["segments"]:
+            segments.append(_Segment(seg["features0"], seg["templates"], tuple((x, y) for x, y in seg["handles"])))
+        nodes: list[_TrajectoryNode] = []
+        for n in d["trajectory_nodes"]:
+            prev = None if n["prev"] < 0 else nodes[n["prev"]]
+            nodes.append(
+                _TrajectoryNode(StepResult.from_dict(n["result"]), prev, 1 if prev is None else prev.length + 1)
+            )
+
+        def to_state(s: dict[str, Any]) -> _State:
+            return _State(
+                ws_opt=s["ws_opt"],
+                adam=None if s["adam"] is None else {k: v.cpu() if k == "step" else v for k, v in s["adam"].items()},
+                handles=tuple((float(x), float(y)) for x, y in s["handles"]),
+                targets=tuple((float(x), float(y)) for x, y in s["targets"]),
+                origins=tuple((float(x), float(y)) for x, y in s["origins"]),
+                mask=None if s["mask"] < 0 else d["masks"][s["mask"]],
+                segment=None if s["segment"] < 0 else segments[s["segment"]],
+                trajectory=None if s["trajectory"] < 0 else nodes[s["trajectory"]],
+            )
+
+        states = [to_state(s) for s in d["states"]]
+        current = int(d["current"])
+        expected_rows = session._state.ws_opt.shape
+        if any(st.ws_opt.shape != expected_rows for st in states):
+            raise InvalidInputError(f"{path}: optimised rows do not have shape {list(expected_rows)}")
+        session._undo = states[:current]
+        session._state = states[current]
+        session._redo = states[current + 1 :][::-1]
+        logger.debug("loaded session from %s (step %d)", path, session.step_count)
+        return session

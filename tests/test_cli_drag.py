@@ -1,0 +1,109 @@
+"""``dragkit drag`` end to end on a tiny native checkpoint (written with dragkit.io.save_native)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dragkit.cli import main
+from dragkit.engine import DragSession
+from dragkit.io import load_generator, save_native
+from tests.conftest import make_tiny_generator
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_native(make_tiny_generator(), tmp_path_factory.mktemp("ckpt") / "tiny32")
+
+
+def _args(ckpt: Path, outdir: Path, *extra: str) -> list[str]:
+    return [
+        "drag",
+        "--network",
+        str(ckpt),
+        "--seed",
+        "0",
+        "--handle",
+        "10,12",
+        "--target",
+        "16,14",
+        "--handle",
+        "20,8",
+        "--target",
+        "14,4",
+        "--lr",
+        "0.02",
+        "--steps",
+        "4",
+        "--outdir",
+        str(outdir),
+        *extra,
+    ]
+
+
+def test_drag_end_to_end(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    mask = np.zeros((32, 32), dtype=np.uint8)
+    mask[:, 4:28] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert main(_args(tiny_checkpoint, out, "--mask", str(tmp_path / "mask.png"), "--r2", "3")) == 0
+    assert "final distances (px):" in capsys.readouterr().out
+
+    result = json.loads((out / "result.json").read_text())
+    assert set(result) >= {"handles", "targets", "distances", "steps", "seconds", "config"}
+    assert result["steps"] == 4 and result["targets"] == [[16.0, 14.0], [14.0, 4.0]]
+    assert result["config"]["r2"] == 3 and result["config"]["impl"] == "fast"
+
+    latent = torch.load(out / "latent.pt", weights_only=True)
+    assert isinstance(latent, torch.Tensor) and latent.shape == (1, 8, 16)
+    sess = DragSession.load(out / "session.pt", load_generator(tiny_checkpoint))
+    assert torch.equal(sess.ws, latent) and sess.step_count == 4 and sess.mask is not None
+    assert [list(p) for p in sess.handles] == result["handles"]
+    assert np.array_equal(np.asarray(Image.open(out / "final.png").convert("RGB")), sess.image())
+
+    for name in ("trajectory", "trajectory_overlay"):
+        with Image.open(out / f"{name}.gif") as gif:
+            assert gif.n_frames == 5 and gif.size == (32, 32)  # one frame per step + the final latent
+        assert (out / f"{name}.mp4").stat().st_size > 0
+    assert (out / "final_overlay.png").is_file()
+
+
+def test_drag_no_video(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(_args(tiny_checkpoint, out, "--no-video", "--impl", "reference", "--steps", "2")) == 0
+    assert not list(out.glob("trajectory*"))
+    assert json.loads((out / "result.json").read_text())["config"]["impl"] == "reference"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--handle", "40,3", "--target", "3,3"], "outside the 32×32 image"),
+        (["--handle", "3,3"], "2 --target"),
+        (["--handle", "3;3", "--target", "3,3"], "expected X,Y"),
+        (["--handle", "nan,3", "--target", "3,3"], "finite"),
+        (["--mask", "MASK16"], "expected 32×32"),
+        (["--lr", "-1"], "DragConfig.lr"),
+        (["--stop-rule", "soon"], "stop_rule"),
+        (["--device", "nonsense"], "--device"),
+    ],
+)
+def test_drag_bad_input_is_one_line_and_exit_2(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "m16.png")
+    extra = [str(tmp_path / "m16.png") if e == "MASK16" else e for e in extra]
+    assert main(_args(tiny_checkpoint, tmp_path / "out", *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("dragkit drag: error:") and message in err
+
+
+def test_drag_unknown_impl_is_a_usage_error(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(_args(tiny_checkpoint, tmp_path / "out", "--impl", "slow"))
+    assert info.value.code == 2

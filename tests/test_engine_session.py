@@ -1,0 +1,308 @@
+"""DragSession on the tiny seeded StyleGAN2: fast == reference, bad input, failed steps, undo/redo, save/load."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dragkit.engine import DragConfig, DragSession, StepFailedError, StepResult
+from dragkit.errors import InvalidInputError
+from dragkit.nn.seeds import z_from_seed
+from dragkit.nn.stylegan2 import StyleGAN2Generator
+
+HANDLES = [(10.0, 12.0), (20.0, 8.0)]
+TARGETS = [(16.0, 14.0), (14.0, 4.0)]
+# lr raised from the paper's 2e-3 so that a 32-px model visibly moves within a few steps; r1/r2 above their
+# 32-px defaults (1, 1) so that patches and windows have some extent.
+CFG = DragConfig(lr=0.02, r1=2, r2=3)
+
+
+def _session(G: StyleGAN2Generator, **changes: object) -> DragSession:
+    sess = DragSession.from_seed(G, 0, psi=0.7, config=CFG.replace(**changes), model_id="tiny")
+    sess.set_points(HANDLES, TARGETS)
+    return sess
+
+
+def _same_state(a: DragSession, b: DragSession) -> None:
+    assert torch.equal(a.ws, b.ws)
+    assert a.handles == b.handles and a.targets == b.targets
+    assert a.step_count == b.step_count
+    assert a.trajectory == b.trajectory
+    ma, mb = a.mask, b.mask
+    assert (ma is None and mb is None) or (ma is not None and mb is not None and np.array_equal(ma, mb))
+
+
+# -- construction ---------------------------------------------------------------------------------------------------
+
+
+def test_from_seed_uses_nvidia_seed_and_truncation(tiny_g: StyleGAN2Generator) -> None:
+    sess = DragSession.from_seed(tiny_g, 3, psi=0.5)
+    with torch.no_grad():
+        expected = tiny_g.mapping(z_from_seed(3, tiny_g.z_dim), psi=0.5)
+    assert torch.equal(sess.ws, expected)
+    assert torch.equal(sess.w0, expected)
+    assert sess.settings.optimize_ws == (0, 1, 2, 3, 4, 5)
+    assert sess.settings.feature_block == tiny_g.drag_hints().feature_block
+    assert (sess.settings.r1, sess.settings.r2, sess.settings.lr) == (1, 1, 2e-3)
+
+
+def test_bad_latent_and_config_raise(tiny_g: StyleGAN2Generator) -> None:
+    with pytest.raises(InvalidInputError, match=r"ws0: expected .*\[1, 8, 16\]"):
+        DragSession(tiny_g, torch.zeros(1, 7, 16))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        DragSession(tiny_g, torch.full((1, 8, 16), float("nan")))
+    with pytest.raises(InvalidInputError, match=r"optimize_ws.*num_ws = 8"):
+        DragSession(tiny_g, torch.zeros(1, 8, 16), DragConfig(optimize_ws=9))
+    with pytest.raises(InvalidInputError, match="feature_block"):
+        DragSession(tiny_g, torch.zeros(1, 8, 16), DragConfig(feature_block=7))
+
+
+# -- the algorithm --------------------------------------------------------------------------------------------------
+
+
+def test_fast_and_reference_give_the_same_trajectory(tiny_g: StyleGAN2Generator) -> None:
+    fast, ref = _session(tiny_g, impl="fast"), _session(tiny_g, impl="reference")
+    moved = 0.0
+    for _ in range(22):
+        a, b = fast.step(), ref.step()
+        assert a.handles == b.handles  # integer pixels: ±0.5 px means identical
+        assert a.loss == pytest.approx(b.loss, rel=1e-4)
+        torch.testing.assert_close(fast.ws, ref.ws, rtol=0, atol=1e-4)
+        moved = max(moved, max(abs(x - x0) + abs(y - y0) for (x, y), (x0, y0) in zip(a.handles, HANDLES, strict=True)))
+    assert moved >= 3  # the handles really travelled: the comparison is not vacuous
+
+
+def test_only_the_optimised_rows_change(tiny_g: StyleGAN2Generator) -> None:
+    sess = _session(tiny_g, optimize_ws=(1, 2, 4))
+    for _ in range(3):
+        sess.step()
+    changed = (sess.ws - sess.w0).abs().amax(dim=2)[0] > 0
+    assert changed.tolist() == [i in (1, 2, 4) for i in range(8)]
+
+
+def test_w_mode_optimises_one_w_repeated(tiny_g: StyleGAN2Generator) -> None:
+    sess = _session(tiny_g, w_mode="w")
+    for _ in range(3):
+        sess.step()
+    ws = sess.ws[0]
+    assert all(torch.equal(ws[i], ws[0]) for i in range(6))
+    assert not torch.equal(ws[0], sess.w0[0, 0])
+    assert torch.equal(ws[6:], sess.w0[0, 6:])
+
+
+def test_step_results_and_frames(tiny_g: StyleGAN2Generator) -> None:
+    fast, ref = _session(tiny_g), _session(tiny_g, impl="reference")
+    a, b = fast.step(render=True), ref.step(render=True)
+    assert isinstance(a, StepResult) and a.step == 1 and not a.done and a.loss is not None and a.loss > 0
+    assert a.frame is not None and a.frame.shape == (32, 32, 3) and a.frame.dtype == np.uint8
+    assert b.frame is not None and np.abs(a.frame.astype(int) - b.frame.astype(int)).max() <= 1  # resume == full
+    assert fast.step().frame is None
+    assert a.distances == pytest.approx([np.hypot(6, 2), np.hypot(6, 4)])
+    image = fast.image()
+    assert image.shape == (32, 32, 3) and not np.array_equal(image, a.frame)  # the latent was updated
+
+
+def test_done_step_optimises_nothing(tiny_g: StyleGAN2Generator) -> None:
+    sess = DragSession.from_seed(tiny_g, 0, config=CFG)
+    sess.set_points([(10, 10)], [(10.5, 10.5)])  # within d = 1 already
+    before = sess.ws
+    result = sess.run(max_steps=5)
+    assert result.done and result.step == 1 and result.loss is None
+    assert torch.equal(sess.ws, before)
+
+
+def test_run_callback_should_stop_and_render_every(tiny_g: StyleGAN2Generator) -> None:
+    sess = _session(tiny_g)
+    seen: list[StepResult] = []
+    last = sess.run(max_steps=4, callback=seen.append, render_every=2)
+    assert [r.step for r in seen] == [1, 2, 3, 4] and last is seen[-1]
+    assert [r.frame is not None for r in seen] == [True, False, True, False]
+    calls = iter([False, False, True])
+    last = sess.run(max_steps=10, should_stop=lambda: next(calls))
+    assert last.step == 6 and sess.step_count == 6
+    assert [r.step for r in sess.trajectory] == [1, 2, 3, 4, 5, 6]
+    assert sess.run(max_steps=0).step == 6  # no step: the status
+
+
+def test_points_change_resets_templates(tiny_g: StyleGAN2Generator) -> None:
+    sess = _session(tiny_g)
+    for _ in range(6):
+        sess.step()
+    before = sess.handles
+    index = sess.add_point((5, 25), (9, 25))
+    assert index == 2
+    first = sess.step()  # new templates from the current features: every handle is found where it is
+    assert first.handles == [*before, (5.0, 25.0)]
+    sess.remove_point(0)
+    assert sess.handles[0] == first.handles[1] and len(sess.targets) == 2
+    assert sess.step().handles[:2] == first.handles[1:]
+
+
+# -- bad input and failed steps -------------------------------------------------------------------------------------
+
+
+def test_bad_input_raises_and_leaves_the_session_intact(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
+    sess, twin = _session(tiny_g), _session(tiny_g)
+    for s in (sess, twin):
+        s.set_mask(np.ones((32, 32), dtype=bool))
+        s.step()
+    bad_calls = [
+        (lambda: sess.set_points([(40.0, 3.0)], [(5.0, 5.0)]), "outside the 32×32 image"),
+        (lambda: sess.set_points([(3.0, -1.0)], [(5.0, 5.0)]), "outside"),
+        (lambda: sess.set_points([(float("nan"), 3.0)], [(5.0, 5.0)]), "not finite"),
+        (lambda: sess.add_point((3.0, 3.0), (5.0, float("inf"))), "not finite"),
+        (lambda: sess.set_points([(3.0, 3.0), (4.0, 4.0)], [(5.0, 5.0)]), "2 handles and 1 targets"),
+        (lambda: sess.set_points([], []), "at least one"),
+        (lambda: sess.set_points([(3.0, 3.0, 1.0)], [(5.0, 5.0)]), r"\(x, y\)"),
+        (lambda: sess.set_mask(np.ones((16, 32), dtype=bool)), r"expected shape \[32, 32\]"),
+        (lambda: sess.set_mask(np.ones((32, 32), dtype=np.uint8)), "dtype bool"),
+        (lambda: sess.remove_point(5), "point index"),
+        (lambda: sess.undo(99), "undo"),
+        (lambda: sess.redo(), "redo"),
+        (lambda: sess.run(max_steps=-1), "max_steps"),
+    ]
+    for call, message in bad_calls:
+        with pytest.raises(InvalidInputError, match=message):
+            call()
+        _same_state(sess, twin)
+    with pytest.raises(InvalidInputError, match="impl"):
+        DragConfig(impl="slow")  # type: ignore[arg-type]
+    # it can continue exactly like an untouched twin, and be saved
+    assert sess.step() == twin.step()
+    _same_state(sess, twin)
+    sess.save(tmp_path / "s.pt")
+
+
+def test_step_without_points_raises(tiny_g: StyleGAN2Generator) -> None:
+    sess = DragSession.from_seed(tiny_g, 0)
+    with pytest.raises(InvalidInputError, match="no points"):
+        sess.step()
+    sess.set_points(HANDLES, TARGETS)
+    sess.clear_points()
+    with pytest.raises(InvalidInputError, match="no points"):
+        sess.run()
+
+
+def test_diverged_step_raises_and_leaves_the_session_intact(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
+    sess = _session(tiny_g, lr=1e37)  # absurd lr: the latent overflows float32 within a few steps
+    for _ in range(8):
+        ws, trajectory, count = sess.ws, sess.trajectory, sess.step_count
+        try:
+            sess.step()
+        except StepFailedError as exc:
+            assert "lower the lr" in str(exc)
+            break
+    else:
+        pytest.fail("the latent did not diverge")
+    assert count >= 2
+    assert torch.equal(sess.ws, ws) and sess.trajectory == trajectory and sess.step_count == count
+    sess.undo(count)  # still usable: back to the start, saved and restored
+    assert torch.equal(sess.ws, sess.w0)
+    sess.save(tmp_path / "s.pt")
+    assert torch.equal(DragSession.load(tmp_path / "s.pt", tiny_g).ws, sess.w0)
+
+
+# -- undo / redo / reset ----------------------------------------------------------------------------------------------
+
+
+def test_undo_redo_over_steps_and_edits(tiny_g: StyleGAN2Generator) -> None:
+    sess = _session(tiny_g)
+    snapshots = [sess.ws]
+    results = []
+    for _ in range(4):
+        results.append(sess.step())
+        snapshots.append(sess.ws)
+    sess.undo()
+    assert torch.equal(sess.ws, snapshots[3]) and sess.handles == results[2].handles and sess.can_redo
+    assert sess.step() == results[3]  # Adam state and templates were restored too: the same step again
+    assert torch.equal(sess.ws, snapshots[4]) and not sess.can_redo
+    sess.undo(2)
+    assert torch.equal(sess.ws, snapshots[2]) and sess.step_count == 2
+    sess.redo(2)
+    assert torch.equal(sess.ws, snapshots[4])
+    sess.set_mask(np.zeros((32, 32), dtype=bool))
+    sess.add_point((3, 3), (6, 6))
+    sess.undo(2)
+    assert sess.mask is None and sess.targets == TARGETS
+    sess.undo(4)  # the four steps
+    assert torch.equal(sess.ws, sess.w0) and sess.handles == HANDLES
+    sess.undo()  # the set_points edit
+    assert sess.handles == [] and not sess.can_undo
+
+
+def test_reset_goes_back_to_w0_and_is_undoable(tiny_g: StyleGAN2Generator) -> None:
+    sess = _session(tiny_g)
+    for _ in range(3):
+        sess.step()
+    ws, handles = sess.ws, sess.handles
+    sess.reset()
+    assert torch.equal(sess.ws, sess.w0) and sess.handles == HANDLES and sess.step_count == 0
+    assert sess.trajectory == [] and sess.targets == TARGETS
+    sess.undo()
+    assert torch.equal(sess.ws, ws) and sess.handles == handles
+
+
+# -- save / load ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_save_load_continue_equals_an_uninterrupted_run(tiny_g: StyleGAN2Generator, tmp_path: Path, impl: str) -> None:
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[:, 4:28] = True
+    whole, part = _session(tiny_g, impl=impl), _session(tiny_g, impl=impl)
+    for s in (whole, part):
+        s.set_mask(mask)
+    whole.run(max_steps=7)
+    part.run(max_steps=3)
+    part.undo()
+    part.redo()
+    path = part.save(tmp_path / "session.pt")
+    loaded = DragSession.load(path, tiny_g)
+    _same_state(loaded, part)
+    assert loaded.model_id == "tiny" and loaded.config == part.config and loaded.settings == part.settings
+    loaded.run(max_steps=4)
+    _same_state(loaded, whole)
+    loaded.undo(4)  # history came along
+    assert loaded.step_count == 3
+    plain = torch.load(path, weights_only=True)  # plain tensors, dicts and lists only
+    assert torch.equal(plain["w0"], part.w0)
+
+
+def test_load_rejects_another_generator_and_bad_files(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
+    from tests.conftest import TINY_CONFIG, make_tiny_generator
+
+    path = _session(tiny_g).save(tmp_path / "s.pt")
+    other = make_tiny_generator(config=dataclasses.replace(TINY_CONFIG, w_dim=8))
+    with pytest.raises(InvalidInputError, match="saved for a generator"):
+        DragSession.load(path, other)
+    (tmp_path / "junk.pt").write_bytes(b"not a session")
+    with pytest.raises(InvalidInputError, match="not a readable dragkit session"):
+        DragSession.load(tmp_path / "junk.pt", tiny_g)
+    with pytest.raises(InvalidInputError, match="not found"):
+        DragSession.load(tmp_path / "missing.pt", tiny_g)
+
+
+def test_native_mask_term_approximates_the_upsampled_one(tiny_g: StyleGAN2Generator) -> None:
+    """The fast path's mask term (native grid, area-resized mask) is within a few % of the reference's."""
+    from dragkit.engine import ops
+
+    sess = _session(tiny_g)
+    sess.run(max_steps=6)
+    block = sess.settings.feature_block
+    with torch.no_grad():
+        f0 = tiny_g.synthesize(sess.w0, block, stop_after_features=True).features
+        f1 = tiny_g.synthesize(sess.ws, block, stop_after_features=True).features
+    for lo, hi in [(4, 28), (0, 20), (10, 13)]:
+        mask = torch.zeros(32, 32, dtype=torch.bool)
+        mask[:, lo:hi] = True
+        native = ops.mask_loss(f1, f0, ops.fixed_region_weights(mask, tuple(f1.shape[-2:])))
+        up = ops.mask_loss(
+            ops.upsample_features(f1, (32, 32)),
+            ops.upsample_features(f0, (32, 32)),
+            ops.fixed_region_weights(mask, (32, 32)),
+        )
+        assert up.item() > 0 and native.item() == pytest.approx(up.item(), rel=0.15)
