@@ -1,0 +1,324 @@
+"""Model registry, cache and downloads, against a real HTTP server on 127.0.0.1 (no internet needed).
+
+The server honours ``Range`` (206 replies), and can be told to cut a transfer short or to ignore Range, so resume,
+restart and checksum failures are exercised end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+
+from dragkit.cli import main as cli_main
+from dragkit.errors import ModelNotFoundError
+from dragkit.io import registry
+from dragkit.io.registry import ChecksumError, DownloadError, ModelEntry
+
+PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4 bytes, not a multiple of the chunk size
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@dataclass
+class ServerState:
+    """What the test server does, and what it saw."""
+
+    cut_after: int | None = None  # close the connection after this many body bytes (once)
+    ignore_range: bool = False
+    ranges: list[str | None] = field(default_factory=list)
+    hits: int = 0
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    state: ServerState
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        st = self.server.state  # type: ignore[attr-defined]
+        st.hits += 1
+        if self.path != "/model.pkl":
+            self.send_error(404, "Not Found")
+            return
+        rng = self.headers.get("Range")
+        st.ranges.append(rng)
+        start = 0
+        if rng and not st.ignore_range:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            if start >= len(PAYLOAD):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(PAYLOAD)}")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+        else:
+            self.send_response(200)
+        body = PAYLOAD[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if st.cut_after is not None:
+            self.wfile.write(body[: st.cut_after])
+            self.wfile.flush()
+            st.cut_after = None
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, ServerState]]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.state = ServerState()  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", httpd.state  # type: ignore[attr-defined]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(registry.ENV_HOME, str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+# -- download ----------------------------------------------------------------------------------------------------
+
+
+def test_download_verifies_and_records_sha(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    url, st = server
+    dest = tmp_path / "m.pkl"
+    assert registry.download(f"{url}/model.pkl", dest, sha256=SHA, size=len(PAYLOAD), progress=False) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert not dest.with_name("m.pkl.part").exists()
+    assert dest.with_name("m.pkl.sha256").read_text().split()[0] == SHA
+    assert st.ranges == [None]
+
+
+def test_download_resumes_a_partial_file(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    url, st = server
+    dest = tmp_path / "m.pkl"
+    dest.with_name("m.pkl.part").write_bytes(PAYLOAD[:300_001])
+    registry.download(f"{url}/model.pkl", dest, sha256=SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert st.ranges == ["bytes=300001-"]
+
+
+def test_interrupted_transfer_keeps_part_then_resumes(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    url, st = server
+    dest = tmp_path / "m.pkl"
+    st.cut_after = 200_000
+    with pytest.raises(DownloadError, match="again to resume"):
+        registry.download(f"{url}/model.pkl", dest, sha256=SHA, progress=False, chunk_size=65536)
+    part = dest.with_name("m.pkl.part")
+    assert part.is_file() and 0 < part.stat().st_size <= 200_000
+    assert not dest.exists()
+    got = part.stat().st_size
+    registry.download(f"{url}/model.pkl", dest, sha256=SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert st.ranges == [None, f"bytes={got}-"]
+
+
+def test_server_ignoring_range_restarts_from_zero(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    url, st = server
+    st.ignore_range = True
+    dest = tmp_path / "m.pkl"
+    dest.with_name("m.pkl.part").write_bytes(b"garbage that must not stay in front")
+    registry.download(f"{url}/model.pkl", dest, sha256=SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_complete_part_file_is_finished_on_416(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    url, _ = server
+    dest = tmp_path / "m.pkl"
+    dest.with_name("m.pkl.part").write_bytes(PAYLOAD)
+    registry.download(f"{url}/model.pkl", dest, sha256=SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_checksum_mismatch_leaves_nothing(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    url, _ = server
+    dest = tmp_path / "m.pkl"
+    with pytest.raises(ChecksumError, match=r"sha256 .* expected 0{64}; the file was removed"):
+        registry.download(f"{url}/model.pkl", dest, sha256="0" * 64, progress=False)
+    assert not dest.exists() and not dest.with_name("m.pkl.part").exists()
+    with pytest.raises(ChecksumError, match="size"):
+        registry.download(f"{url}/model.pkl", dest, size=len(PAYLOAD) + 1, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_error_and_no_network(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    url, _ = server
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        registry.download(f"{url}/missing.pkl", tmp_path / "x", progress=False)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError, match="cannot reach"):
+        registry.download(f"http://127.0.0.1:{port}/m.pkl", tmp_path / "x", progress=False, timeout=5)
+
+
+# -- registry and cache ------------------------------------------------------------------------------------------
+
+
+def test_cache_dir_honours_env(home: Path) -> None:
+    assert registry.cache_dir() == home
+    assert registry.model_path("default") == home / "models" / "default"
+
+
+def test_registry_entries_are_well_formed() -> None:
+    names = [m.name for m in registry.list_models()]
+    assert names[0] == "default" and len(set(names)) == len(names)
+    for m in registry.list_models():
+        assert m.kind in ("pip-wheel", "url")
+        assert "non-commercial" in m.licence or m.licence.startswith("see ")
+        assert m.sha256 is None or len(m.sha256) == 64
+        if m.sha256 is None:
+            assert "sha256" in m.notes  # says that it is unknown rather than inventing one
+    d = registry.get_entry("default")
+    assert d.family == "mobilestylegan" and d.resolution == (1024, 1024)
+    assert "derived from NVIDIA FFHQ StyleGAN2" in d.licence
+    assert registry.get_entry("mobilestylegan-ffhq-1024") is d
+    with pytest.raises(ModelNotFoundError, match="models list"):
+        registry.get_entry("no-such-model")
+
+
+def test_fetch_url_model_through_the_cache(
+    server: tuple[str, ServerState], home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, st = server
+    entry = ModelEntry(
+        name="local-test",
+        description="test",
+        family="stylegan2",
+        resolution=(32, 32),
+        licence="see tests",
+        kind="url",
+        source="loopback",
+        filename="model.pkl",
+        url=f"{url}/model.pkl",
+        size=len(PAYLOAD),
+        sha256=SHA,
+    )
+    monkeypatch.setitem(registry.MODELS, entry.name, entry)
+    assert not registry.is_cached("local-test")
+    p = registry.resolve("local-test")
+    assert p == home / "models" / "local-test" / "model.pkl" and p.read_bytes() == PAYLOAD
+    assert registry.is_cached("local-test")
+    assert registry.resolve("local-test") == p
+    assert st.hits == 1  # the second resolve came from the cache
+    assert registry.resolve(str(p)) == p  # existing paths pass through
+
+    bad = replace(entry, name="local-bad", sha256="f" * 64)
+    monkeypatch.setitem(registry.MODELS, bad.name, bad)
+    with pytest.raises(ChecksumError):
+        registry.fetch("local-bad", progress=False)
+    assert not registry.is_cached("local-bad")
+    assert not any((home / "models" / "local-bad").glob("*"))
+
+
+def test_manual_only_and_offline_messages_say_what_to_do(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(DownloadError, match=r"download it by hand|put it at .*stylegan-human-512"):
+        registry.fetch("stylegan-human-512", progress=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    entry = replace(registry.get_entry("stylegan2-ffhq-512x512"), url=f"http://127.0.0.1:{port}/x.pkl")
+    monkeypatch.setitem(registry.MODELS, entry.name, entry)
+    with pytest.raises(DownloadError, match=r"Without network: .* put it at .*pass the file.s path"):
+        registry.fetch(entry.name, progress=False)
+
+
+def test_pip_failure_says_what_to_do(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Real pip, made offline: no index, an empty find-links directory, no user/site config.
+    empty = tmp_path / "no-wheels"
+    empty.mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(empty))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    with pytest.raises(DownloadError, match=r"pip download --no-deps random-face==2021.7.21.1 -d DIR"):
+        registry.fetch_wheel(progress=False)
+    assert not (home / "downloads" / registry.MODELS["default"].filename).exists()
+
+
+# -- the default model through the cache -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def user_wheel() -> Path:
+    try:
+        return registry.fetch_wheel(progress=False)
+    except DownloadError as exc:
+        pytest.skip(f"random-face wheel unavailable (needs PyPI access once): {exc}")
+
+
+def test_default_is_converted_once_and_loads(user_wheel: Path, home: Path) -> None:
+    from dragkit.io import load_generator
+    from dragkit.nn.mobilestylegan import MobileStyleGANGenerator
+
+    downloads = home / "downloads"
+    downloads.mkdir(parents=True)
+    shutil.copy(user_wheel, downloads / user_wheel.name)  # a wheel put there by hand is used after its check
+    G = load_generator("default")
+    assert isinstance(G, MobileStyleGANGenerator)
+    assert (G.num_ws, G.img_resolution) == (23, 1024)
+    meta = json.loads((home / "models" / "default" / "config.json").read_text())
+    prov = meta["provenance"]
+    assert prov["source_sha256"] == registry.MODELS["default"].sha256
+    assert "non-commercial" in prov["licence"] and "Apache-2.0" in prov["licence"]
+    assert prov["w_avg"]["num_samples"] == 65536
+    assert float(G.w_avg.norm()) > 0
+    assert not list((home / "models").glob(".default-*"))  # no temporary directory left behind
+    mtime = (home / "models" / "default" / "model.safetensors").stat().st_mtime_ns
+    assert registry.resolve("default") == home / "models" / "default"
+    assert (home / "models" / "default" / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_corrupt_wheel_in_cache_is_replaced(user_wheel: Path, home: Path) -> None:
+    downloads = home / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / user_wheel.name).write_bytes(b"not a wheel")
+    got = registry.fetch_wheel(progress=False)  # re-downloads with pip (skips above if there is no registry)
+    assert got.stat().st_size == registry.MODELS["default"].size
+
+
+# -- CLI ---------------------------------------------------------------------------------------------------------
+
+
+def test_cli_models_list(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:4] == ["NAME", "RESOLUTION", "SIZE", "CACHED"]
+    assert "default" in out and "non-commercial (weights derived from NVIDIA FFHQ StyleGAN2)" in out
+    assert cli_main(["models", "list", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["name"] == "default" and rows[0]["cached"] is False and rows[0]["resolution"] == "1024x1024"
+
+
+def test_cli_models_fetch_errors_are_one_line(home: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "dragkit", "models", "fetch", "no-such-model"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, registry.ENV_HOME: str(home)},
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "no-such-model" in proc.stderr
