@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dragkit.errors import DragkitError
 
 # Module names under dragkit.cli, in the order their commands appear in --help.
-COMMANDS: tuple[str, ...] = ("generate", "inspect_cmd", "convert")
+COMMANDS: tuple[str, ...] = ("generate", "inspect_cmd", "convert", "models", "drag", "studio")
 
 
 def build_parser() -> argparse.ArgumentParser:

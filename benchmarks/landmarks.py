@@ -1,0 +1,310 @@
+"""The paper's face-landmark protocol (DragGAN Table 1; design.md §6) on a face model, default: ``default``.
+
+    python benchmarks/landmarks.py --pairs 20 --out out/landmarks
+    python benchmarks/landmarks.py --pairs 10 --points 1 5 --optimize-ws 7 --lr 2e-3 --out out/sweep-ws7
+
+For each pair of seeds (2·i + seed_base, 2·i + 1 + seed_base; a pair is skipped when dlib finds no face in one of
+the two images) both faces are generated (truncation ``--psi``), 68 landmarks are detected on each with dlib's
+frontal detector + ``shape_predictor_68_face_landmarks.dat`` on the image resized to 512×512 (Lanczos), and for
+each point count n in ``--points`` the same n landmarks (a seeded random subset; all 68 for n = 68) of face 1 are
+dragged to face 2's positions: at most ``--max-steps`` steps, then landmarks are re-detected on the result.
+
+Reported per edit and summarised per n (all distances in pixels at 512×512):
+
+- MD: mean distance between the result's re-detected landmarks and the targets (the paper's metric);
+- no-edit MD: the same for face 1 itself (what doing nothing scores);
+- drift: mean distance between where the tracker believes each handle ended and where dlib finds that landmark
+  on the result (how far tracking and the image disagree);
+- steps and seconds per edit; ``arrived``: the session's stop test passed before ``--max-steps``.
+
+Points are image pixels with pixel (x, y) the centre of column x, row y, so a 512-grid landmark x maps to
+``2·x + 0.5`` on the 1024 image and back. The stop distance is the paper's (1 px for ≤ 5 handles, 2 px otherwise)
+*at 512×512*, i.e. scaled by H/512 on the model's image. Results are one JSON line per edit plus a ``summary``
+line in ``landmarks.jsonl``, and ``landmarks.png`` (rows: source with handles | target with target landmarks |
+result with its landmarks and the targets). This is a benchmark, not a test; it needs ``dlib`` (PyPI
+``dlib-bin``) and the predictor file (Debian ``libdlib-data`` installs it at /usr/share/dlib/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from dragkit.engine import DragConfig, DragSession
+from dragkit.io import load_generator
+from dragkit.io.images import to_uint8
+from dragkit.nn.protocol import Generator
+from dragkit.nn.seeds import z_from_seed
+
+logger = logging.getLogger("landmarks")
+
+PREDICTOR_PATHS = (
+    Path("/usr/share/dlib/shape_predictor_68_face_landmarks.dat"),
+    Path("/usr/local/share/dlib/shape_predictor_68_face_landmarks.dat"),
+)
+EVAL_RES = 512  # the paper's metric resolution
+
+
+class Landmarker:
+    """dlib 68-point landmarks on a uint8 [H, W, 3] RGB image, evaluated at 512×512."""
+
+    def __init__(self, predictor_path: Path | None = None) -> None:
+        try:
+            import dlib
+        except ImportError:
+            raise SystemExit("this benchmark needs dlib: pip install dlib-bin") from None
+        path = predictor_path or next((p for p in PREDICTOR_PATHS if p.is_file()), None)
+        if path is None or not path.is_file():
+            raise SystemExit(
+                "shape_predictor_68_face_landmarks.dat not found: apt-get install libdlib-data, or pass --predictor"
+            )
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(path))
+        self.predictor_path = path
+
+    def __call__(self, img: np.ndarray) -> np.ndarray | None:
+        """[68, 2] float (x, y) on the 512 grid of the largest detected face, or None."""
+        small = to_eval(img)
+        faces = self.detector(small, 1)
+        if len(faces) == 0:
+            return None
+        face = max(faces, key=lambda r: r.width() * r.height())
+        shape = self.predictor(small, face)
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+
+def to_eval(img: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] → uint8 [512, 512, 3] (Lanczos), the grid every distance is measured on."""
+    if img.shape[:2] == (EVAL_RES, EVAL_RES):
+        return np.ascontiguousarray(img)
+    return np.asarray(Image.fromarray(img).resize((EVAL_RES, EVAL_RES), Image.LANCZOS))
+
+
+def eval_to_image(points: np.ndarray, size: tuple[int, int]) -> list[tuple[float, float]]:
+    """512-grid (x, y) → image pixels of an H × W image (pixel centres: x' = (x + 0.5)·W/512 − 0.5)."""
+    H, W = size
+    return [((x + 0.5) * W / EVAL_RES - 0.5, (y + 0.5) * H / EVAL_RES - 0.5) for x, y in points]
+
+
+def image_to_eval(points: list[tuple[float, float]], size: tuple[int, int]) -> np.ndarray:
+    """Inverse of :func:`eval_to_image`."""
+    H, W = size
+    return np.array([((x + 0.5) * EVAL_RES / W - 0.5, (y + 0.5) * EVAL_RES / H - 0.5) for x, y in points])
+
+
+def mean_dist(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean Euclidean distance between matching rows of [n, 2] arrays."""
+    return float(np.linalg.norm(a - b, axis=1).mean())
+
+
+def _draw(img: np.ndarray, groups: list[tuple[np.ndarray, str]], size: int = 256) -> Image.Image:
+    """Panel: image resized to ``size`` with dots (512-grid coordinates) in colours."""
+    panel = Image.fromarray(to_eval(img)).resize((size, size), Image.LANCZOS)
+    d = ImageDraw.Draw(panel)
+    s = size / EVAL_RES
+    for pts, colour in groups:
+        for x, y in pts:
+            cx, cy = (x + 0.5) * s - 0.5, (y + 0.5) * s - 0.5
+            d.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=colour)
+    return panel
+
+
+def _parse_ws(text: str | None) -> int | tuple[int, ...] | None:
+    if text is None:
+        return None
+    if "," in text or "-" in text:
+        out: list[int] = []
+        for part in text.split(","):
+            if "-" in part:
+                a, b = part.split("-")
+                out += list(range(int(a), int(b) + 1))
+            elif part:
+                out.append(int(part))
+        return tuple(out)
+    return int(text)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole benchmark; writes the JSONL and PNG under ``args.out`` and returns the summary."""
+    device = torch.device(args.device)
+    G: Generator = load_generator(args.network, device=device)
+    H, W = G.img_shape
+    marker = Landmarker(Path(args.predictor) if args.predictor else None)
+    config = DragConfig(
+        lr=args.lr,
+        optimize_ws=_parse_ws(args.optimize_ws),
+        feature_block=args.feature_block,
+        track_norm=args.track_norm,
+        w_mode=args.w_mode,
+        max_steps=args.max_steps,
+    )
+    probe = DragSession(G, G.mapping(z_from_seed(0, G.z_dim).to(device)), config=config)
+    settings = probe.settings.to_dict()
+    level = G.feature_levels()[probe.settings.feature_block]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jsonl = out / "landmarks.jsonl"
+    records: list[dict[str, Any]] = []
+    panels: list[list[Image.Image]] = []
+    pair_index, seed = 0, args.seed_base
+    skipped: list[tuple[int, int]] = []
+    with open(jsonl, "w", encoding="utf-8") as fout:
+        while pair_index < args.pairs:
+            seeds = (seed, seed + 1)
+            seed += 2
+            with torch.no_grad():
+                ws = [G.mapping(z_from_seed(s, G.z_dim).to(device), psi=args.psi) for s in seeds]
+                imgs = [to_uint8(G.synthesize(w, 0).image)[0] for w in ws]  # type: ignore[arg-type]
+            lms = [marker(img) for img in imgs]
+            if lms[0] is None or lms[1] is None:
+                skipped.append(seeds)
+                logger.info("seeds %s: no face detected, skipped", seeds)
+                continue
+            lm1, lm2 = lms[0], lms[1]
+            rng = np.random.RandomState(1000 + pair_index)
+            for n in args.points:
+                idx = np.arange(68) if n >= 68 else np.sort(rng.choice(68, size=n, replace=False))
+                handles = eval_to_image(lm1[idx], (H, W))
+                targets = eval_to_image(lm2[idx], (H, W))
+                d_stop = (1.0 if n <= 5 else 2.0) * H / EVAL_RES
+                sess = DragSession(G, ws[0], config=config.replace(stop_rule=d_stop), model_id=args.network)
+                sess.set_points(handles, targets)
+                start = time.perf_counter()
+                last = sess.run(max_steps=args.max_steps)
+                seconds = time.perf_counter() - start
+                result = sess.image()
+                lm_res = marker(result)
+                tracked = image_to_eval(last.handles, (H, W))
+                rec: dict[str, Any] = {
+                    "pair": pair_index,
+                    "seeds": list(seeds),
+                    "points": int(n),
+                    "landmarks": idx.tolist(),
+                    "md_no_edit": mean_dist(lm1[idx], lm2[idx]),
+                    "md": None if lm_res is None else mean_dist(lm_res[idx], lm2[idx]),
+                    "drift": None if lm_res is None else mean_dist(tracked, lm_res[idx]),
+                    "tracked_to_target": mean_dist(tracked, lm2[idx]),
+                    "steps": last.step,
+                    "arrived": bool(last.done),
+                    "seconds": round(seconds, 3),
+                    "face_found_after": lm_res is not None,
+                }
+                records.append(rec)
+                fout.write(json.dumps(rec) + "\n")
+                fout.flush()
+                logger.info(
+                    "pair %d %s n=%d: MD %s (no edit %.2f), drift %s, %d steps, %.1f s",
+                    pair_index,
+                    seeds,
+                    n,
+                    "n/a" if rec["md"] is None else f"{rec['md']:.2f}",
+                    rec["md_no_edit"],
+                    "n/a" if rec["drift"] is None else f"{rec['drift']:.2f}",
+                    rec["steps"],
+                    seconds,
+                )
+                if pair_index < args.figure_pairs and n == args.points[min(1, len(args.points) - 1)]:
+                    res_groups = [(lm2[idx], "blue")] + ([] if lm_res is None else [(lm_res[idx], "lime")])
+                    panels.append(
+                        [
+                            _draw(imgs[0], [(lm1[idx], "red")]),
+                            _draw(imgs[1], [(lm2[idx], "blue")]),
+                            _draw(result, [*res_groups, (tracked, "yellow")]),
+                        ]
+                    )
+            pair_index += 1
+        summary = summarise(records, args.points)
+        meta = {
+            "network": args.network,
+            "device": str(device),
+            "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "image_shape": [H, W],
+            "feature_level": f"{level.name} ({level.channels}×{level.resolution}²)",
+            "settings": settings,
+            "psi": args.psi,
+            "max_steps": args.max_steps,
+            "pairs": args.pairs,
+            "skipped_seed_pairs": skipped,
+            "predictor": str(marker.predictor_path),
+        }
+        fout.write(json.dumps({"summary": summary, **meta}) + "\n")
+    if panels:
+        size = panels[0][0].size[0]
+        fig = Image.new("RGB", (3 * size, len(panels) * size), "white")
+        for r, row in enumerate(panels):
+            for c, p in enumerate(row):
+                fig.paste(p, (c * size, r * size))
+        fig.save(out / "landmarks.png")
+    return {"summary": summary, **meta}
+
+
+def summarise(records: list[dict[str, Any]], points: list[int]) -> dict[str, Any]:
+    """Per point count: mean MD, no-edit MD, their ratio, drift, steps, seconds, arrivals, lost faces."""
+    out: dict[str, Any] = {}
+    for n in points:
+        rs = [r for r in records if r["points"] == n]
+        ok = [r for r in rs if r["md"] is not None]
+        if not rs:
+            continue
+        md = statistics.fmean(r["md"] for r in ok) if ok else math.nan
+        md0 = statistics.fmean(r["md_no_edit"] for r in ok) if ok else math.nan
+        out[str(n)] = {
+            "edits": len(rs),
+            "md": round(md, 3),
+            "md_no_edit": round(md0, 3),
+            "ratio": round(md / md0, 3) if md0 else None,
+            "md_median": round(statistics.median(r["md"] for r in ok), 3) if ok else None,
+            "drift": round(statistics.fmean(r["drift"] for r in ok), 3) if ok else None,
+            "tracked_to_target": round(statistics.fmean(r["tracked_to_target"] for r in rs), 3),
+            "steps": round(statistics.fmean(r["steps"] for r in rs), 1),
+            "seconds_per_edit": round(statistics.fmean(r["seconds"] for r in rs), 2),
+            "arrived": sum(r["arrived"] for r in rs),
+            "face_lost": len(rs) - len(ok),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--network", default="default", help="model name or checkpoint path (default: default)")
+    parser.add_argument("--pairs", type=int, default=20, help="seed pairs with detected faces (default 20)")
+    parser.add_argument("--points", type=int, nargs="+", default=[1, 5, 68], help="point counts (default 1 5 68)")
+    parser.add_argument("--max-steps", type=int, default=300, help="steps per edit at most (paper: 300)")
+    parser.add_argument("--psi", type=float, default=0.7, help="truncation of both faces (default 0.7)")
+    parser.add_argument("--seed-base", type=int, default=0, help="first seed (pairs use 2i, 2i+1 from here)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam lr (default: the model's hint)")
+    parser.add_argument("--optimize-ws", default=None, help="count k (first k) or indices '0-6' / '0,1,4'")
+    parser.add_argument("--feature-block", type=int, default=None, help="feature level index (default: hint)")
+    parser.add_argument("--track-norm", choices=["l2", "l1"], default="l2", help="tracking distance (default l2)")
+    parser.add_argument("--w-mode", choices=["w+", "w"], default="w+", help="optimise W+ rows or one w")
+    parser.add_argument("--figure-pairs", type=int, default=4, help="pairs shown in landmarks.png (default 4)")
+    parser.add_argument("--predictor", default=None, help="path of shape_predictor_68_face_landmarks.dat")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", default="out/landmarks", help="output directory (default out/landmarks)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    result = run(args)
+    print(json.dumps(result["summary"], indent=1))
+    print(f"wrote {Path(args.out) / 'landmarks.jsonl'} and landmarks.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

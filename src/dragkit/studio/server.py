@@ -1,0 +1,429 @@
+"""The studio's web server: a FastAPI app serving the front end, one WebSocket per tab and a small HTTP API.
+
+Routes (details and message shapes in ``docs/studio.md``):
+
+- ``GET /`` — the page; ``GET /static/…`` — its modules and style sheet.
+- ``WS /ws[?session=ID]`` — a tab's live channel: a new session (or the one named, to reconnect), client
+  messages of :mod:`dragkit.studio.protocol` in, ``hello`` / ``state`` / ``frame`` / ``stopped`` / ``status`` /
+  ``error`` messages out.
+- ``GET /api/health``, ``GET /api/models``.
+- ``POST /api/sessions`` — a session without a WebSocket (scripts); ``GET /api/sessions/{id}`` — its state;
+  ``POST /api/sessions/{id}/command`` — any client message as a JSON body, answered with the resulting state.
+- ``GET /api/sessions/{id}/image.png`` | ``latent.pt`` | ``session.pt`` | ``export.mp4`` | ``export.gif``
+  (``?overlays=true&fps=10``), ``POST /api/sessions/{id}/session`` — upload a saved session (raw body).
+
+Every input is validated; failures answer ``{"error": {"code", "message"}}`` with a 4xx status (or an ``error``
+message on the WebSocket) and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from dragkit import __version__
+from dragkit.errors import DragkitError
+from dragkit.nn.protocol import Generator
+from dragkit.studio import protocol as P
+from dragkit.studio.models import ModelStore
+from dragkit.studio.sessions import (
+    CLOSE,
+    Outbox,
+    SessionManager,
+    StudioConfig,
+    StudioSession,
+    error_code,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BackgroundServer", "StudioConfig", "create_app"]
+
+#: HTTP status of each error code; unknown codes are 400.
+STATUS: dict[str, int] = {
+    "bad_json": 400,
+    "unknown_type": 400,
+    "invalid": 422,
+    "out_of_range": 422,
+    "too_large": 413,
+    "unknown_model": 404,
+    "forbidden_path": 403,
+    "no_session": 404,
+    "busy": 503,
+    "bad_session": 422,
+    "bad_checkpoint": 422,
+    "step_failed": 409,
+    "no_image": 409,
+    "no_points": 409,
+    "no_frames": 409,
+    "too_many_points": 409,
+    "nothing_to_undo": 409,
+    "nothing_to_redo": 409,
+    "internal": 500,
+}
+
+REAP_INTERVAL_S = 30.0
+
+
+def _static_dir() -> Path:
+    return Path(str(resources.files("dragkit.studio") / "static"))
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    code = error_code(exc)
+    if code == "internal":
+        log.error("internal error", exc_info=exc)
+    return JSONResponse(error_body(code, str(exc)), status_code=STATUS.get(code, 400))
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise P.ProtocolError("invalid", "bad Content-Length header") from None
+        if size > limit:
+            raise P.ProtocolError("too_large", f"upload of {size} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise P.ProtocolError("too_large", f"upload exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(
+    config: StudioConfig | None = None,
+    generators: Mapping[str, Generator] | None = None,
+    models: ModelStore | None = None,
+) -> FastAPI:
+    """The studio application.
+
+    config: server settings (:class:`StudioConfig`); ``config.network`` must be an id in the model list.
+    generators: already built generators by model id (listed first in the picker; never unloaded).
+    models: a ready :class:`ModelStore` instead of one built from ``config`` and ``generators``.
+    """
+    config = config or StudioConfig()
+    store = models or ModelStore(
+        preloaded=generators,
+        models_dir=config.models_dir,
+        device=config.device,
+        max_loaded=config.max_loaded_models,
+    )
+    store.resolve(config.network)  # fail now, not in the first tab, if the start model is unknown
+    manager = SessionManager(config, store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async def reap() -> None:
+            while True:
+                await asyncio.sleep(min(REAP_INTERVAL_S, config.idle_timeout_s / 4))
+                expired = manager.expire()
+                if expired:
+                    log.info("expired %d idle session(s)", len(expired))
+
+        task = asyncio.create_task(reap())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            manager.close()
+
+    app = FastAPI(title="dragkit studio", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.manager = manager
+    app.state.config = config
+    if config.allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))
+
+    @app.exception_handler(DragkitError)
+    async def _dragkit_error(request: Request, exc: DragkitError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse(error_body("invalid", f"{loc}: {first.get('msg', 'invalid request')}"), 422)
+
+    static = _static_dir()
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    def hello(s: StudioSession) -> dict[str, Any]:
+        return {
+            "type": "hello",
+            "session": s.id,
+            "version": __version__,
+            "models": [m.to_json() for m in store.available()],
+            "defaults": {
+                "model": config.network,
+                "seed": config.seed,
+                "psi": config.psi,
+                "w_plus": config.w_plus,
+                "lr": config.lr,
+                "max_steps": config.max_steps,
+            },
+            "limits": {
+                "max_message_bytes": config.max_message_bytes,
+                "max_upload_bytes": config.max_upload_bytes,
+                "max_points": P.MAX_POINTS,
+                "max_steps": P.MAX_STEPS,
+                "max_seed": P.MAX_SEED,
+                "psi": list(P.PSI_RANGE),
+                "lr": list(P.LR_RANGE),
+            },
+        }
+
+    def first_image() -> P.NewImage:
+        return P.NewImage(type="new_image", model=config.network, seed=config.seed, psi=config.psi)
+
+    async def on_worker(fn: Any) -> Any:
+        return await asyncio.wrap_future(manager.run_job(fn))
+
+    # -- pages -----------------------------------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> HTMLResponse:
+        html = (static / "index.html").read_text(encoding="utf-8")
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True, "version": __version__, "sessions": len(manager)}
+
+    @app.get("/api/models")
+    async def list_models() -> dict[str, Any]:
+        return {"models": [m.to_json() for m in store.available()], "default": config.network}
+
+    # -- sessions over HTTP ------------------------------------------------------------------------------------
+    @app.post("/api/sessions")
+    async def create_session() -> dict[str, Any]:
+        manager.expire()
+        s = manager.create()
+        try:
+            state = await manager.command(s, first_image())
+        except DragkitError:
+            manager.remove(s.id)
+            raise
+        return {**hello(s), **state, "type": "state"}
+
+    @app.get("/api/sessions/{sid}")
+    async def get_state(sid: str) -> dict[str, Any]:
+        s = manager.get(sid)
+        state: dict[str, Any] = await on_worker(lambda: s.snapshot(mask=True))
+        return state
+
+    @app.post("/api/sessions/{sid}/command")
+    async def command(sid: str, request: Request) -> dict[str, Any]:
+        s = manager.get(sid)
+        body = await read_limited(request, config.max_message_bytes)
+        msg = P.parse_client_message(body, config.max_message_bytes)
+        return await manager.command(s, msg)
+
+    @app.get("/api/sessions/{sid}/image.png")
+    async def image_png(sid: str) -> Response:
+        s = manager.get(sid)
+        data = await on_worker(lambda: manager.image_png(s))
+        return Response(data, media_type="image/png", headers=_attachment(f"dragkit-seed{s.options.seed}.png"))
+
+    @app.get("/api/sessions/{sid}/latent.pt")
+    async def latent_pt(sid: str) -> Response:
+        s = manager.get(sid)
+        data = await on_worker(lambda: manager.latent_pt(s))
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers=_attachment(f"dragkit-seed{s.options.seed}-latent.pt"),
+        )
+
+    @app.get("/api/sessions/{sid}/session.pt")
+    async def session_file(sid: str) -> Response:
+        s = manager.get(sid)
+        data = await on_worker(lambda: manager.session_bytes(s))
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers=_attachment(f"dragkit-seed{s.options.seed}.session.pt"),
+        )
+
+    @app.post("/api/sessions/{sid}/session")
+    async def load_session(sid: str, request: Request) -> dict[str, Any]:
+        s = manager.get(sid)
+        data = await read_limited(request, config.max_upload_bytes)
+        if not data:
+            raise P.ProtocolError("bad_session", "empty upload: send a session file saved by the studio")
+        state: dict[str, Any] = await on_worker(lambda: manager.load_session(s, data))
+        return state
+
+    @app.get("/api/sessions/{sid}/export.{fmt}")
+    async def export(
+        sid: str,
+        fmt: Literal["mp4", "gif"],
+        overlays: bool = True,
+        fps: Annotated[float, Query(gt=0, le=60)] = 10.0,
+    ) -> Response:
+        s = manager.get(sid)
+        data = await on_worker(lambda: manager.export_video(s, fmt, overlays, fps))
+        media = "video/mp4" if fmt == "mp4" else "image/gif"
+        suffix = "" if overlays else "-clean"
+        return Response(data, media_type=media, headers=_attachment(f"dragkit-seed{s.options.seed}{suffix}.{fmt}"))
+
+    # -- the live channel -------------------------------------------------------------------------------------
+    @app.websocket("/ws")
+    async def websocket(ws: WebSocket) -> None:
+        origin = ws.headers.get("origin")
+        if origin and urlsplit(origin).netloc != ws.headers.get("host"):
+            await ws.close(code=1008, reason="cross-origin connection refused")
+            return
+        await ws.accept()
+        sid = ws.query_params.get("session")
+        try:
+            if sid:
+                s = manager.get(sid)
+            else:
+                manager.expire()
+                s = manager.create()
+        except DragkitError as exc:
+            await ws.send_text(json.dumps({"type": "error", "code": error_code(exc), "message": str(exc)}))
+            await ws.close(code=1008 if sid else 1013)
+            return
+
+        loop = asyncio.get_running_loop()
+        previous = s.outbox
+        if previous is not None:
+            previous.put({"type": "error", "code": "replaced", "message": "this session was opened elsewhere"})
+            previous.put(CLOSE)
+        outbox = Outbox(loop)
+        s.outbox = outbox
+        s.connections += 1
+        sender = asyncio.create_task(_pump(ws, outbox))
+        outbox.put(hello(s))
+        if sid:
+            manager.run_job(lambda: s.emit(s.snapshot(image=s.engine is not None, mask=True)))
+        else:
+            _report(manager.submit(s, first_image()), outbox, None)
+        try:
+            while not sender.done():
+                event = await ws.receive()
+                if event["type"] == "websocket.disconnect":
+                    break
+                raw = event.get("text")
+                if raw is None:
+                    raw = event.get("bytes") or b""
+                try:
+                    msg = P.parse_client_message(raw, config.max_message_bytes)
+                except P.ProtocolError as exc:
+                    outbox.put({"type": "error", "code": exc.code, "message": str(exc)})
+                    continue
+                _report(manager.submit(s, msg), outbox, msg.id)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            s.connections -= 1
+            if s.outbox is outbox:
+                s.outbox = None
+                if s.running:
+                    manager.request_stop(s)
+            sender.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await sender
+
+    return app
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+def _report(fut: concurrent.futures.Future[dict[str, Any]], outbox: Outbox, reply_to: int | None) -> None:
+    """Send a failed command's error to the tab (successful replies are emitted by the worker itself)."""
+
+    def done(f: concurrent.futures.Future[dict[str, Any]]) -> None:
+        exc = f.exception()
+        if exc is None:
+            return
+        code = error_code(exc)
+        if code == "internal":
+            log.error("internal error", exc_info=exc)
+        msg: dict[str, Any] = {"type": "error", "code": code, "message": str(exc)}
+        if reply_to is not None:
+            msg["reply_to"] = reply_to
+        outbox.put(msg)
+
+    fut.add_done_callback(done)
+
+
+async def _pump(ws: WebSocket, outbox: Outbox) -> None:
+    """Send the outbox's messages in order until a CLOSE sentinel or a broken connection."""
+    while True:
+        msg = await outbox.get()
+        if msg is CLOSE:
+            with suppress(Exception):
+                await ws.close(code=1000)
+            return
+        await ws.send_text(json.dumps(msg, separators=(",", ":")))
+
+
+class BackgroundServer:
+    """Serve ``app`` with uvicorn on a thread (tests, benchmarks, notebooks): ``with BackgroundServer(app) as s:
+    page.goto(s.url)``. ``port=0`` picks a free port."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        import socket
+
+        import uvicorn
+
+        if port == 0:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+                port = int(sock.getsockname()[1])
+        self.host = host
+        self.port = port
+        self.url = f"http://{host}:{port}/"
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 20.0) -> BackgroundServer:
+        self._thread = threading.Thread(target=self.server.run, name="dragkit-studio-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the studio server did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
