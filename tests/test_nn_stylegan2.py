@@ -189,3 +189,18 @@ def test_modulated_conv_gradcheck() -> None:
         return ops.modulated_conv2d(x, w, s, up=2, padding=1, resample_filter=f, flip_weight=False)
 
     assert torch.autograd.gradcheck(fn, (x, s))
+
+
+def test_per_layer_ws_equals_tensor_and_limits_gradients(tiny_g: StyleGAN2Generator) -> None:
+    """The per-layer ws form gives the same result; rows without grad stay out of autograd."""
+    ws = tiny_g.mapping(torch.randn(1, tiny_g.z_dim), psi=0.7)
+    full = tiny_g.synthesize(ws, feature_block=2)
+    opt = ws[:, :2].clone().requires_grad_(True)
+    layers = [opt[:, 0], opt[:, 1], *ws[:, 2:].unbind(1)]
+    part = tiny_g.synthesize(layers, feature_block=2, stop_after_features=True)
+    torch.testing.assert_close(part.features, full.features, rtol=0, atol=0)
+    assert torch.equal(tiny_g.resume(part.state, layers), full.image)
+    part.features.sum().backward()
+    assert opt.grad is not None and opt.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="8 tensors of shape"):
+        tiny_g.synthesize(layers[:-1], feature_block=2)

@@ -9,9 +9,14 @@ Conventions: images are float32 NCHW RGB in [-1, 1]; latents in W+ are ``[N, num
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+
+#: W+ latents: one tensor [N, num_ws, w_dim], or a sequence of num_ws tensors [N, w_dim] (one per layer). The
+#: per-layer form lets the caller leave rows that need no gradient out of autograd entirely.
+WsLike = torch.Tensor | Sequence[torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -87,15 +92,15 @@ class Generator(Protocol):
 
     def synthesize(
         self,
-        ws: torch.Tensor,
+        ws: WsLike,
         feature_block: int,
         stop_after_features: bool = False,
         noise_mode: str = "const",
     ) -> SynthesisResult:
-        """ws: [N, num_ws, w_dim] → image (or None), features of ``feature_block``, resume state."""
+        """ws (see ``WsLike``) → image (or None), features of ``feature_block``, resume state."""
         ...
 
-    def resume(self, state: Any, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+    def resume(self, state: Any, ws: WsLike, noise_mode: str = "const") -> torch.Tensor:
         """Finish the image from a resume state, with no gradient: → [N, 3, H, W] in [-1, 1]."""
         ...
 

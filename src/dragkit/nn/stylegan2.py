@@ -12,6 +12,7 @@ stop after any block and return that block's features, and ``resume`` finishes t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -28,7 +29,7 @@ from dragkit.nn.ops import (
     setup_filter,
     upsample2d,
 )
-from dragkit.nn.protocol import DragHints, FeatureLevel, SynthesisResult
+from dragkit.nn.protocol import DragHints, FeatureLevel, SynthesisResult, WsLike
 
 NOISE_MODES = ("const", "random", "none")
 ARCHITECTURES = ("skip", "resnet", "orig")
@@ -343,16 +344,16 @@ class SynthesisBlock(nn.Module):
         self,
         x: torch.Tensor | None,
         img: torch.Tensor | None,
-        ws: torch.Tensor,
+        ws: Sequence[torch.Tensor],
         noise_mode: str = "const",
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """ws: [N, num_conv + num_torgb, w_dim]; x: [N, C_in, r/2, r/2] (None for the first block).
 
         Returns (x [N, C_out, r, r], img [N, C_img, r, r] or None).
         """
-        w_iter = iter(ws.unbind(dim=1))
+        w_iter = iter(ws)
         if self.in_channels == 0:
-            x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+            x = self.const.unsqueeze(0).repeat(ws[0].shape[0], 1, 1, 1)
             x = self.conv1(x, next(w_iter), noise_mode=noise_mode)
         elif self.architecture == "resnet":
             assert x is not None
@@ -391,18 +392,22 @@ class SynthesisNetwork(nn.Module):
         """The blocks in forward order."""
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
-    def block_ws(self, ws: torch.Tensor) -> list[torch.Tensor]:
-        """Split ws [N, num_ws, w_dim] into each block's overlapping slice (conv ws + its torgb w)."""
-        out, idx = [], 0
+    def block_ws(self, ws: Sequence[torch.Tensor]) -> list[Sequence[torch.Tensor]]:
+        """Split the per-layer ws (num_ws tensors [N, w_dim]) into each block's overlapping slice.
+
+        A block gets its conv ws plus its torgb w (the first conv w of the next block).
+        """
+        out: list[Sequence[torch.Tensor]] = []
+        idx = 0
         for block in self.blocks():
-            out.append(ws.narrow(1, idx, block.num_conv + block.num_torgb))
+            out.append(ws[idx : idx + block.num_conv + block.num_torgb])
             idx += block.num_conv
         return out
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
         """ws: [N, num_ws, w_dim] → img [N, C_img, H, W]."""
         x = img = None
-        for block, bws in zip(self.blocks(), self.block_ws(ws), strict=True):
+        for block, bws in zip(self.blocks(), self.block_ws(ws.unbind(1)), strict=True):
             x, img = block(x, img, bws, noise_mode=noise_mode)
         assert img is not None
         return img
@@ -462,9 +467,19 @@ class StyleGAN2Generator(nn.Module):
         block = self.synthesis.block_resolutions.index(res)
         return DragHints(feature_block=block, optimize_ws=tuple(range(min(6, self.num_ws))), lr=2e-3)
 
-    def _check_ws(self, ws: torch.Tensor) -> None:
-        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
-            raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+    def _layer_ws(self, ws: WsLike) -> list[torch.Tensor]:
+        """Validate ws ([N, num_ws, w_dim], or a sequence of num_ws tensors [N, w_dim]) → per-layer list."""
+        if isinstance(ws, torch.Tensor):
+            if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+                raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+            return list(ws.unbind(1))
+        layers = list(ws)
+        shapes = {tuple(w.shape) for w in layers}
+        if len(layers) != self.num_ws or len(shapes) != 1 or any(len(s) != 2 or s[1] != self.w_dim for s in shapes):
+            raise ValueError(
+                f"ws must be {self.num_ws} tensors of shape [N, {self.w_dim}], got {[list(w.shape) for w in layers]}"
+            )
+        return layers
 
     def _check_noise_mode(self, noise_mode: str) -> None:
         if noise_mode not in NOISE_MODES:
@@ -472,23 +487,24 @@ class StyleGAN2Generator(nn.Module):
 
     def synthesize(
         self,
-        ws: torch.Tensor,
+        ws: WsLike,
         feature_block: int,
         stop_after_features: bool = False,
         noise_mode: str = "const",
     ) -> SynthesisResult:
         """Run the synthesis network, tapping block ``feature_block``'s features.
 
-        ws: [N, num_ws, w_dim]. Returns image [N, C, H, W] in about [-1, 1] (None if ``stop_after_features``),
+        ws: [N, num_ws, w_dim], or num_ws tensors [N, w_dim] — the per-layer form lets rows that need no gradient
+        skip the weight-gradient work of the layers they modulate (the drag engine's fast path). Returns image [N, C, H, W] in about [-1, 1] (None if ``stop_after_features``),
         features [N, C_k, r_k, r_k] and a resume state. With ``noise_mode='random'`` the result of ``resume`` is
         not reproducible (fresh noise); DragGAN uses 'const'.
         """
-        self._check_ws(ws)
+        layers = self._layer_ws(ws)
         self._check_noise_mode(noise_mode)
         blocks = self.synthesis.blocks()
         if not 0 <= feature_block < len(blocks):
             raise ValueError(f"feature_block must be in [0, {len(blocks) - 1}], got {feature_block}")
-        block_ws = self.synthesis.block_ws(ws)
+        block_ws = self.synthesis.block_ws(layers)
         x: torch.Tensor | None = None
         img: torch.Tensor | None = None
         for k in range(feature_block + 1):
@@ -501,7 +517,9 @@ class StyleGAN2Generator(nn.Module):
         image = self._run_from(state, block_ws, noise_mode)
         return SynthesisResult(image=image, features=features, state=state)
 
-    def _run_from(self, state: StyleGAN2ResumeState, block_ws: list[torch.Tensor], noise_mode: str) -> torch.Tensor:
+    def _run_from(
+        self, state: StyleGAN2ResumeState, block_ws: list[Sequence[torch.Tensor]], noise_mode: str
+    ) -> torch.Tensor:
         blocks = self.synthesis.blocks()
         x: torch.Tensor | None = state.x
         img = state.img
@@ -510,20 +528,20 @@ class StyleGAN2Generator(nn.Module):
         assert img is not None
         return img
 
-    def resume(self, state: Any, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+    def resume(self, state: Any, ws: WsLike, noise_mode: str = "const") -> torch.Tensor:
         """Finish the image from ``state`` (from :meth:`synthesize` with the same ``ws``), without gradients.
 
         Returns [N, C, H, W] float32, equal to the full forward pass.
         """
         if not isinstance(state, StyleGAN2ResumeState):
             raise TypeError(f"expected a StyleGAN2ResumeState, got {type(state).__name__}")
-        self._check_ws(ws)
+        layers = [w.detach() for w in self._layer_ws(ws)]
         self._check_noise_mode(noise_mode)
         with torch.no_grad():
             detached = StyleGAN2ResumeState(
                 block=state.block, x=state.x.detach(), img=None if state.img is None else state.img.detach()
             )
-            return self._run_from(detached, self.synthesis.block_ws(ws.detach()), noise_mode)
+            return self._run_from(detached, self.synthesis.block_ws(layers), noise_mode)
 
     # -- plain nn.Module use ----------------------------------------------------------------------------------
     def forward(
