@@ -8,8 +8,8 @@ Conventions: images are float32 NCHW RGB in [-1, 1]; latents in W+ are ``[N, num
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch

@@ -495,8 +495,9 @@ class StyleGAN2Generator(nn.Module):
         """Run the synthesis network, tapping block ``feature_block``'s features.
 
         ws: [N, num_ws, w_dim], or num_ws tensors [N, w_dim] — the per-layer form lets rows that need no gradient
-        skip the weight-gradient work of the layers they modulate (the drag engine's fast path). Returns image [N, C, H, W] in about [-1, 1] (None if ``stop_after_features``),
-        features [N, C_k, r_k, r_k] and a resume state. With ``noise_mode='random'`` the result of ``resume`` is
+        skip the weight-gradient work of the layers they modulate (the drag engine's fast path).
+        Returns image [N, C, H, W] in about [-1, 1] (None if ``stop_after_features``), features
+        [N, C_k, r_k, r_k] and a resume state. With ``noise_mode='random'`` the result of ``resume`` is
         not reproducible (fresh noise); DragGAN uses 'const'.
         """
         layers = self._layer_ws(ws)
