@@ -306,3 +306,17 @@ def test_native_mask_term_approximates_the_upsampled_one(tiny_g: StyleGAN2Genera
             ops.fixed_region_weights(mask, (32, 32)),
         )
         assert up.item() > 0 and native.item() == pytest.approx(up.item(), rel=0.15)
+
+
+def test_set_lr_changes_the_next_steps_only(tiny_g: StyleGAN2Generator) -> None:
+    a, b = _session(tiny_g), _session(tiny_g)
+    a.step()
+    b.step()
+    b.set_lr(1e-2)
+    assert b.settings.lr == 1e-2 and b.config.lr == 1e-2
+    a.step()
+    b.step()
+    assert not torch.equal(a.ws, b.ws)  # the second step used the new rate
+    with pytest.raises(InvalidInputError, match="lr"):
+        b.set_lr(float("nan"))
+    assert b.settings.lr == 1e-2

@@ -361,6 +361,16 @@ class DragSession:
         with self._lock:
             self._commit(replace(self._state, mask=m))
 
+    def set_lr(self, lr: float) -> None:
+        """Change the Adam learning rate for the next steps; points, history and Adam moments are kept.
+
+        Validated like ``DragConfig.lr`` (raises InvalidInputError); the saved config records the new value.
+        """
+        with self._lock:
+            config = self.config.replace(lr=lr)  # validates
+            self.config = config
+            self.settings = replace(self.settings, lr=float(lr))
+
     def reset(self) -> None:
         """Back to w0: fresh optimiser, step 0, handles back where they were placed; targets and mask are kept."""
         with self._lock:
@@ -400,7 +410,11 @@ class DragSession:
 
             # 1. forward to the feature block
             reference = s.impl == "reference"
-            out = G.synthesize(ws, s.feature_block, stop_after_features=not reference)
+            # fast: per-layer ws, so the fixed rows (w0) stay out of autograd and the layers they modulate skip
+            # their weight-gradient work; the values, and so the results, are the same.
+            out = G.synthesize(
+                ws if reference else self._compose_layers(ws_opt), s.feature_block, stop_after_features=not reference
+            )
             native = out.features  # [1, C, h, w]
             if not torch.isfinite(native).all():
                 raise StepFailedError(
@@ -497,6 +511,14 @@ class DragSession:
         """Optimised rows → full W+ [1, num_ws, w_dim]; other rows stay at w0 (W mode: one w repeated)."""
         rows = ws_opt.expand(1, len(self.settings.optimize_ws), -1) if self.settings.w_mode == "w" else ws_opt
         return self.w0.index_copy(1, self._index, rows)
+
+    def _compose_layers(self, ws_opt: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`_compose` as num_ws tensors [1, w_dim]: optimised rows from ``ws_opt``, the rest w0's rows."""
+        w_mode = self.settings.w_mode == "w"
+        layers = list(self.w0.unbind(1))
+        for pos, layer in enumerate(self.settings.optimize_ws):
+            layers[layer] = ws_opt[:, 0 if w_mode else pos]
+        return layers
 
     def _tensor(self, points: Sequence[Point]) -> torch.Tensor:
         return torch.tensor(points, dtype=torch.float32, device=self.device).reshape(-1, 2)

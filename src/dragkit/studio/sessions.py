@@ -601,7 +601,7 @@ class SessionManager:
         if msg.lr is not None:
             o.lr = msg.lr
             if s.engine is not None:
-                set_lr(s.engine, msg.lr)
+                s.engine.set_lr(msg.lr)
         if msg.w_plus is not None and msg.w_plus != o.w_plus:
             # W vs W+ changes what is optimised: like the official GUI, start again from the seed's latent,
             # keeping the points and the mask.
@@ -816,16 +816,3 @@ class SessionManager:
         with tempfile.TemporaryDirectory(prefix="dragkit-studio-") as tmp:
             path = write_video(frames, Path(tmp) / f"drag.{fmt}", fps=fps)
             return path.read_bytes()
-
-
-def set_lr(engine: DragSession, lr: float) -> None:
-    """Change the Adam learning rate of a live engine session for its next steps.
-
-    The engine builds its Adam update from ``settings.lr`` every step (with the saved moments), so replacing
-    the resolved settings — and the config, which saved sessions are checked against — changes the rate without
-    touching points, history or optimiser moments.
-    """
-    from dataclasses import replace
-
-    engine.config = engine.config.replace(lr=float(lr))
-    engine.settings = replace(engine.settings, lr=float(lr))
