@@ -34,6 +34,7 @@ A W-space latent repeated 23 times reproduces the original model exactly. Images
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -44,7 +45,7 @@ from torch import nn
 
 from dragkit.errors import CheckpointError, InvalidInputError
 from dragkit.nn.mobilestylegan_ops import IMPLS, haar_idwt
-from dragkit.nn.protocol import DragHints, FeatureLevel, SynthesisResult
+from dragkit.nn.protocol import DragHints, FeatureLevel, SynthesisResult, WsLike
 
 NOISE_MODES = ("const", "random", "none")
 LRELU_SLOPE = 0.2
@@ -315,11 +316,13 @@ class UpBlock(nn.Module):
         self.conv0 = ModulatedSeparableConv(in_channels // 4, out_channels, w_dim, resolution)
         self.conv1 = ModulatedSeparableConv(out_channels, out_channels, w_dim, resolution)
 
-    def forward(self, x: torch.Tensor, ws: torch.Tensor, noise_mode: str = "const", impl: str = "fast") -> torch.Tensor:
-        """x: [N, I, r/2, r/2], ws: [N, 3, w_dim] (up, conv0, conv1) → [N, O, r, r]."""
-        x = self.up(x, ws[:, 0], impl=impl)
-        x = self.conv0(x, ws[:, 1], noise_mode=noise_mode, impl=impl)
-        return self.conv1(x, ws[:, 2], noise_mode=noise_mode, impl=impl)
+    def forward(
+        self, x: torch.Tensor, ws: Sequence[torch.Tensor], noise_mode: str = "const", impl: str = "fast"
+    ) -> torch.Tensor:
+        """x: [N, I, r/2, r/2], ws: 3 tensors [N, w_dim] (up, conv0, conv1) → [N, O, r, r]."""
+        x = self.up(x, ws[0], impl=impl)
+        x = self.conv0(x, ws[1], noise_mode=noise_mode, impl=impl)
+        return self.conv1(x, ws[2], noise_mode=noise_mode, impl=impl)
 
 
 class SynthesisNetwork(nn.Module):
@@ -339,23 +342,23 @@ class SynthesisNetwork(nn.Module):
         return [getattr(self, f"b{res}") for res in self.block_resolutions[1:]]
 
     def run_level(
-        self, level: int, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: str, impl: str
+        self, level: int, x: torch.Tensor | None, ws: Sequence[torch.Tensor], noise_mode: str, impl: str
     ) -> torch.Tensor:
         """Compute level ``level`` from the previous level's output ``x`` (None for level 0)."""
         if level == 0:
-            y = self.b4.conv(self.b4.const, ws[:, 0], noise_mode=noise_mode, impl=impl)
+            y = self.b4.conv(self.b4.const, ws[0], noise_mode=noise_mode, impl=impl)
             if impl == "fast":
                 y = y.contiguous(memory_format=torch.channels_last)
             return y
         assert x is not None
-        return self.up_blocks()[level - 1](x, ws[:, 3 * level - 2 : 3 * level + 1], noise_mode=noise_mode, impl=impl)
+        return self.up_blocks()[level - 1](x, ws[3 * level - 2 : 3 * level + 1], noise_mode=noise_mode, impl=impl)
 
-    def finish(self, x: torch.Tensor, ws: torch.Tensor, impl: str) -> torch.Tensor:
+    def finish(self, x: torch.Tensor, ws: Sequence[torch.Tensor], impl: str) -> torch.Tensor:
         """Last level's output → image [N, img_channels, H, W] (to_img + the final inverse wavelet step)."""
         if impl == "fast":  # the transform's 1/2 rides on to_img's modulation and bias
-            img = haar_idwt(self.to_img(x, ws[:, -1], impl=impl, gain=0.5), impl=impl, halved=True)
+            img = haar_idwt(self.to_img(x, ws[-1], impl=impl, gain=0.5), impl=impl, halved=True)
         else:
-            img = haar_idwt(self.to_img(x, ws[:, -1], impl=impl), impl=impl)
+            img = haar_idwt(self.to_img(x, ws[-1], impl=impl), impl=impl)
         return img.contiguous()
 
 
@@ -427,9 +430,19 @@ class MobileStyleGANGenerator(nn.Module):
         coarse = [i for i, lv in enumerate(self.ws_levels()) if lv <= min(2, level)]
         return DragHints(feature_block=level, optimize_ws=tuple(coarse), lr=2e-3)
 
-    def _check_ws(self, ws: torch.Tensor) -> None:
-        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
-            raise InvalidInputError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+    def _layer_ws(self, ws: WsLike) -> list[torch.Tensor]:
+        """Validate ws ([N, num_ws, w_dim], or num_ws tensors [N, w_dim]) → the per-layer list."""
+        if isinstance(ws, torch.Tensor):
+            if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+                raise InvalidInputError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+            return list(ws.unbind(1))
+        layers = list(ws)
+        shapes = {tuple(w.shape) for w in layers}
+        if len(layers) != self.num_ws or len(shapes) != 1 or any(len(s) != 2 or s[1] != self.w_dim for s in shapes):
+            raise InvalidInputError(
+                f"ws must be {self.num_ws} tensors of shape [N, {self.w_dim}], got {[list(w.shape) for w in layers]}"
+            )
+        return layers
 
     def _check_noise_mode(self, noise_mode: str) -> None:
         if noise_mode not in NOISE_MODES:
@@ -437,50 +450,50 @@ class MobileStyleGANGenerator(nn.Module):
 
     def synthesize(
         self,
-        ws: torch.Tensor,
+        ws: WsLike,
         feature_block: int,
         stop_after_features: bool = False,
         noise_mode: str = "const",
     ) -> SynthesisResult:
         """Run the synthesis network, tapping level ``feature_block``'s features.
 
-        ws: [N, 23, w_dim]. Returns image [N, 3, 1024, 1024] in about [-1, 1] (None if ``stop_after_features``),
-        features [N, C_k, r_k, r_k] (contiguous) and a resume state.
+        ws: [N, 23, w_dim] or 23 tensors [N, w_dim] (see ``WsLike``). Returns image [N, 3, 1024, 1024] in about
+        [-1, 1] (None if ``stop_after_features``), features [N, C_k, r_k, r_k] (contiguous) and a resume state.
         """
-        self._check_ws(ws)
+        layers = self._layer_ws(ws)
         self._check_noise_mode(noise_mode)
         n_levels = len(self.config.channels)
         if not 0 <= feature_block < n_levels:
             raise InvalidInputError(f"feature_block must be in [0, {n_levels - 1}], got {feature_block}")
         x: torch.Tensor | None = None
         for level in range(feature_block + 1):
-            x = self.synthesis.run_level(level, x, ws, noise_mode, self.impl)
+            x = self.synthesis.run_level(level, x, layers, noise_mode, self.impl)
         assert x is not None
         state = MobileStyleGANResumeState(level=feature_block, x=x)
         features = x.contiguous()
         if stop_after_features:
             return SynthesisResult(image=None, features=features, state=state)
-        image = self._run_from(state, ws, noise_mode)
+        image = self._run_from(state, layers, noise_mode)
         return SynthesisResult(image=image, features=features, state=state)
 
-    def _run_from(self, state: MobileStyleGANResumeState, ws: torch.Tensor, noise_mode: str) -> torch.Tensor:
+    def _run_from(self, state: MobileStyleGANResumeState, ws: Sequence[torch.Tensor], noise_mode: str) -> torch.Tensor:
         x = state.x
         for level in range(state.level + 1, len(self.config.channels)):
             x = self.synthesis.run_level(level, x, ws, noise_mode, self.impl)
         return self.synthesis.finish(x, ws, self.impl)
 
-    def resume(self, state: Any, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+    def resume(self, state: Any, ws: WsLike, noise_mode: str = "const") -> torch.Tensor:
         """Finish the image from ``state`` (from :meth:`synthesize` with the same ``ws``), without gradients.
 
         Returns [N, 3, H, W] float32, equal to the full forward pass.
         """
         if not isinstance(state, MobileStyleGANResumeState):
             raise TypeError(f"expected a MobileStyleGANResumeState, got {type(state).__name__}")
-        self._check_ws(ws)
+        layers = [w.detach() for w in self._layer_ws(ws)]
         self._check_noise_mode(noise_mode)
         with torch.no_grad():
             detached = MobileStyleGANResumeState(level=state.level, x=state.x.detach())
-            return self._run_from(detached, ws.detach(), noise_mode)
+            return self._run_from(detached, layers, noise_mode)
 
     # -- plain nn.Module use ----------------------------------------------------------------------------------
     def synthesis_forward(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
