@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from dragkit.cli._common import class_label, parse_device
 from dragkit.engine.config import IMPLS, TRACK_NORMS, W_MODES, DragConfig, parse_stop_rule
 from dragkit.errors import InvalidInputError
 
@@ -77,15 +78,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=run)
 
 
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as exc:
-        raise InvalidInputError(f"--device {name!r}: not usable here ({str(exc).splitlines()[0]})") from None
-    return device
-
-
 def run(args: argparse.Namespace) -> int:
     """Load the network, drag, write the outputs."""
     from dragkit.engine import DragSession, StepResult
@@ -118,17 +110,10 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.steps,
         impl=args.impl,
     )
-    device = _device(args.device)
+    device = parse_device(args.device)
     G = load_generator(args.network, device=device)
 
-    c = None
-    if G.c_dim > 0:
-        if args.class_idx is None or not 0 <= args.class_idx < G.c_dim:
-            raise InvalidInputError(f"conditional network: --class-idx must be in [0, {G.c_dim - 1}]")
-        c = torch.zeros([1, G.c_dim], device=device)
-        c[0, args.class_idx] = 1
-    elif args.class_idx is not None:
-        raise InvalidInputError("--class-idx given, but the network is unconditional")
+    c = class_label(G, args.class_idx, device)
     z = z_from_seed(args.seed, G.z_dim).to(device)
     with torch.no_grad():
         ws = G.mapping(z, c, psi=args.trunc)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from dragkit.errors import InvalidInputError
+from dragkit.cli._common import class_label, parse_device
 
 logger = logging.getLogger(__name__)
 
@@ -34,19 +34,6 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def parse_device(text: str) -> torch.device:
-    """``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'`` → a usable torch.device, or InvalidInputError."""
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise InvalidInputError(f"invalid --device {text!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(f"--device {text}: CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidInputError(f"--device {text}: MPS is not available on this machine")
-    return device
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``generate`` sub-command."""
     p = subparsers.add_parser("generate", help="generate images from seeds", description=__doc__)
@@ -68,14 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = parse_device(args.device)
     G = load_generator(args.network, device=device)
-    c = None
-    if G.c_dim > 0:
-        if args.class_idx is None or not 0 <= args.class_idx < G.c_dim:
-            raise InvalidInputError(f"conditional network: --class-idx must be in [0, {G.c_dim - 1}]")
-        c = torch.zeros([1, G.c_dim], device=device)
-        c[0, args.class_idx] = 1
-    elif args.class_idx is not None:
-        raise InvalidInputError("--class-idx given, but the network is unconditional")
+    c = class_label(G, args.class_idx, device)
     args.outdir.mkdir(parents=True, exist_ok=True)
     last_block = len(G.feature_levels()) - 1
     for seed in tqdm(args.seeds, desc="generate", unit="img", disable=None):
