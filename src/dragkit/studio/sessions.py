@@ -713,13 +713,8 @@ class SessionManager:
         s.frames.add(r.step, jpeg)
         return {
             "type": "frame",
-            "step": r.step,
+            **r.to_dict(),
             "run_steps": s.run_steps,
-            "handles": [list(p) for p in r.handles],
-            "targets": [list(p) for p in r.targets],
-            "distances": list(r.distances),
-            "loss": r.loss,
-            "done": r.done,
             "can_undo": eng.can_undo,
             "can_redo": eng.can_redo,
             "image": data_url(jpeg, "image/jpeg"),
