@@ -338,3 +338,15 @@ def test_ir_graph_refuses_truncated_weights_and_entities() -> None:
         IRGraph(evil, b"")
     with pytest.raises(CheckpointError, match="not a valid IR"):
         IRGraph(b"<net", b"")
+
+
+def test_per_layer_ws_equal_the_tensor_form() -> None:
+    G = make_tiny()
+    ws = _ws(G, 2)
+    a = G.synthesize(ws, 1)
+    b = G.synthesize(list(ws.unbind(1)), 1)
+    assert a.image is not None and b.image is not None
+    assert torch.equal(a.image, b.image) and torch.equal(a.features, b.features)
+    torch.testing.assert_close(G.resume(b.state, list(ws.unbind(1))), a.image, atol=1e-6, rtol=0)
+    with pytest.raises(InvalidInputError, match="tensors of shape"):
+        G.synthesize(list(ws.unbind(1))[:-1], 0)

@@ -45,7 +45,7 @@ from torch import nn
 
 from dragkit.errors import CheckpointError, InvalidInputError
 from dragkit.nn.mobilestylegan_ops import IMPLS, haar_idwt
-from dragkit.nn.protocol import DragHints, FeatureLevel, SynthesisResult, WsLike
+from dragkit.nn.protocol import DragHints, FeatureLevel, SynthesisResult, WsLike, split_ws
 
 NOISE_MODES = ("const", "random", "none")
 LRELU_SLOPE = 0.2
@@ -431,18 +431,7 @@ class MobileStyleGANGenerator(nn.Module):
         return DragHints(feature_block=level, optimize_ws=tuple(coarse), lr=2e-3)
 
     def _layer_ws(self, ws: WsLike) -> list[torch.Tensor]:
-        """Validate ws ([N, num_ws, w_dim], or num_ws tensors [N, w_dim]) → the per-layer list."""
-        if isinstance(ws, torch.Tensor):
-            if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
-                raise InvalidInputError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
-            return list(ws.unbind(1))
-        layers = list(ws)
-        shapes = {tuple(w.shape) for w in layers}
-        if len(layers) != self.num_ws or len(shapes) != 1 or any(len(s) != 2 or s[1] != self.w_dim for s in shapes):
-            raise InvalidInputError(
-                f"ws must be {self.num_ws} tensors of shape [N, {self.w_dim}], got {[list(w.shape) for w in layers]}"
-            )
-        return layers
+        return split_ws(ws, self.num_ws, self.w_dim)
 
     def _check_noise_mode(self, noise_mode: str) -> None:
         if noise_mode not in NOISE_MODES:
@@ -496,8 +485,8 @@ class MobileStyleGANGenerator(nn.Module):
             return self._run_from(detached, layers, noise_mode)
 
     # -- plain nn.Module use ----------------------------------------------------------------------------------
-    def synthesis_forward(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        """ws: [N, 23, w_dim] → image [N, 3, H, W] in about [-1, 1]."""
+    def synthesis_forward(self, ws: WsLike, noise_mode: str = "const") -> torch.Tensor:
+        """ws: [N, 23, w_dim] or 23 tensors [N, w_dim] → image [N, 3, H, W] in about [-1, 1]."""
         last = len(self.config.channels) - 1
         result = self.synthesize(ws, feature_block=last, noise_mode=noise_mode)
         assert result.image is not None

@@ -116,3 +116,24 @@ class Generator(Protocol):
     def img_shape(self) -> tuple[int, int]:
         """(H, W) of generated images in pixels."""
         ...
+
+
+def split_ws(ws: WsLike, num_ws: int, w_dim: int) -> list[torch.Tensor]:
+    """Validate W+ latents and return them per layer: num_ws tensors [N, w_dim].
+
+    ws: [N, num_ws, w_dim], or a sequence of num_ws tensors [N, w_dim] (returned as a list, unchanged).
+    Raises :class:`~dragkit.errors.InvalidInputError` (a ValueError) naming the expected and the actual shapes.
+    """
+    from dragkit.errors import InvalidInputError
+
+    if isinstance(ws, torch.Tensor):
+        if ws.ndim != 3 or ws.shape[1:] != (num_ws, w_dim):
+            raise InvalidInputError(f"ws must be [N, {num_ws}, {w_dim}], got {list(ws.shape)}")
+        return list(ws.unbind(1))
+    layers = list(ws)
+    shapes = {tuple(w.shape) for w in layers}
+    if len(layers) != num_ws or len(shapes) != 1 or any(len(s) != 2 or s[1] != w_dim for s in shapes):
+        raise InvalidInputError(
+            f"ws must be {num_ws} tensors of shape [N, {w_dim}], got {[list(w.shape) for w in layers]}"
+        )
+    return layers

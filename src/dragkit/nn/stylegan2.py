@@ -29,7 +29,7 @@ from dragkit.nn.ops import (
     setup_filter,
     upsample2d,
 )
-from dragkit.nn.protocol import DragHints, FeatureLevel, SynthesisResult, WsLike
+from dragkit.nn.protocol import DragHints, FeatureLevel, SynthesisResult, WsLike, split_ws
 
 NOISE_MODES = ("const", "random", "none")
 ARCHITECTURES = ("skip", "resnet", "orig")
@@ -468,18 +468,7 @@ class StyleGAN2Generator(nn.Module):
         return DragHints(feature_block=block, optimize_ws=tuple(range(min(6, self.num_ws))), lr=2e-3)
 
     def _layer_ws(self, ws: WsLike) -> list[torch.Tensor]:
-        """Validate ws ([N, num_ws, w_dim], or a sequence of num_ws tensors [N, w_dim]) → per-layer list."""
-        if isinstance(ws, torch.Tensor):
-            if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
-                raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
-            return list(ws.unbind(1))
-        layers = list(ws)
-        shapes = {tuple(w.shape) for w in layers}
-        if len(layers) != self.num_ws or len(shapes) != 1 or any(len(s) != 2 or s[1] != self.w_dim for s in shapes):
-            raise ValueError(
-                f"ws must be {self.num_ws} tensors of shape [N, {self.w_dim}], got {[list(w.shape) for w in layers]}"
-            )
-        return layers
+        return split_ws(ws, self.num_ws, self.w_dim)
 
     def _check_noise_mode(self, noise_mode: str) -> None:
         if noise_mode not in NOISE_MODES:
