@@ -65,6 +65,10 @@ def test_drag_end_to_end(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.C
     assert torch.equal(sess.ws, latent) and sess.step_count == 4 and sess.mask is not None
     assert [list(p) for p in sess.handles] == result["handles"]
     assert np.array_equal(np.asarray(Image.open(out / "final.png").convert("RGB")), sess.image())
+    summary = json.loads((out / "session.json").read_text())
+    assert summary["mask"] is True and summary["config"] == result["config"]
+    assert [r["step"] for r in summary["trajectory"]] == [1, 2, 3, 4]
+    assert summary["trajectory"][-1]["handles"] == result["handles"]
 
     for name in ("trajectory", "trajectory_overlay"):
         with Image.open(out / f"{name}.gif") as gif:

@@ -3,7 +3,8 @@
 Writes to ``--outdir``: ``final.png`` and ``final_overlay.png``; ``trajectory.mp4`` / ``trajectory.gif`` and
 ``trajectory_overlay.mp4`` / ``trajectory_overlay.gif`` (one frame per step, the overlay ones with points,
 arrows and the mask); ``latent.pt`` (the final W+ latent, a plain tensor [1, num_ws, w_dim]); ``session.pt``
-(the whole session: ``DragSession.load``); ``result.json`` = {"handles", "targets", "distances", "steps",
+(the whole session: ``DragSession.load``) with a readable ``session.json`` beside it (model, seed, config,
+points and every step's handles, distances and loss); ``result.json`` = {"handles", "targets", "distances", "steps",
 "seconds", "config", …}. Prints the final distances.
 """
 
@@ -179,6 +180,17 @@ def run(args: argparse.Namespace) -> int:
         "trunc": args.trunc,
     }
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    session_summary = {
+        "model_id": sess.model_id,
+        "seed": args.seed,
+        "trunc": args.trunc,
+        "config": sess.settings.to_dict(),
+        "mask": mask is not None,
+        "targets": [list(p) for p in final.targets],
+        "trajectory": [r.to_dict() for r in sess.trajectory],
+        "tensors": "session.pt (w0, current ws, mask, Adam state; DragSession.load)",
+    }
+    (out / "session.json").write_text(json.dumps(session_summary, indent=2) + "\n", encoding="utf-8")
     logger.info("wrote %s", out)
     print("final distances (px): " + ", ".join(f"{d:.2f}" for d in final.distances))
     return 0
