@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 # Public names, imported lazily so ``import dragkit`` stays cheap.
 _LAZY = {
     "load_generator": "dragkit.io",
+    "inspect_checkpoint": "dragkit.io",
+    "save_native": "dragkit.io",
     "DragSession": "dragkit.engine",
     "DragConfig": "dragkit.engine",
 }
