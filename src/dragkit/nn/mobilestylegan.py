@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dragkit.errors import CheckpointError, InvalidInputError
+from dragkit.errors import InvalidInputError
+from dragkit.nn.configs import config_from_dict, config_to_dict
 from dragkit.nn.mobilestylegan_ops import IMPLS, haar_idwt
 from dragkit.nn.protocol import DragHints, FeatureLevel, SynthesisResult, WsLike, split_ws
 
@@ -88,24 +89,12 @@ class MobileStyleGANConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MobileStyleGANConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`CheckpointError`."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise CheckpointError(f"unknown MobileStyleGAN config keys: {unknown}")
-        d = dict(d)
-        if "channels" in d:
-            d["channels"] = tuple(int(c) for c in d["channels"])
-        try:
-            return cls(**d)
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"invalid MobileStyleGAN config: {exc}") from exc
+        return config_from_dict(cls, d, "MobileStyleGAN")
 
 
 # ---------------------------------------------------------------------------------------------------------------

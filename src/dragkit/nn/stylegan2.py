@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from dragkit.errors import CheckpointError
+from dragkit.nn.configs import config_from_dict, config_to_dict
 from dragkit.nn.ops import (
     ACT_GAINS,
     bias_act,
@@ -82,24 +82,12 @@ class StyleGAN2Config:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
-        d = asdict(self)
-        d["resample_filter"] = list(self.resample_filter)
-        return d
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StyleGAN2Config:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`CheckpointError`."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise CheckpointError(f"unknown StyleGAN2 config keys: {unknown}")
-        d = dict(d)
-        if "resample_filter" in d:
-            d["resample_filter"] = tuple(int(v) for v in d["resample_filter"])
-        try:
-            return cls(**d)
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"invalid StyleGAN2 config: {exc}") from exc
+        return config_from_dict(cls, d, "StyleGAN2")
 
 
 # ---------------------------------------------------------------------------------------------------------------
