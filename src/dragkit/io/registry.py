@@ -488,7 +488,7 @@ def default_provenance(entry: ModelEntry, wheel_sha256: str, w_avg_info: dict[st
     return {
         "source_format": "openvino-ir-v10 (random-face wheel: MappingNetwork.xml/.bin, SynthesisNetwork.xml/.bin)",
         "source": entry.source,
-        "source_url": "https://pypi.org/project/random-face/2021.7.21.1/",
+        "source_package": "random-face==2021.7.21.1 (PyPI)",
         "source_file": entry.filename,
         "source_sha256": wheel_sha256,
         "licence": entry.licence,
