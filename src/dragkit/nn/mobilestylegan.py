@@ -46,9 +46,15 @@ from torch import nn
 from dragkit.errors import InvalidInputError
 from dragkit.nn.configs import config_from_dict, config_to_dict
 from dragkit.nn.mobilestylegan_ops import IMPLS, haar_idwt
-from dragkit.nn.protocol import DragHints, FeatureLevel, SynthesisResult, WsLike, split_ws
+from dragkit.nn.protocol import (
+    DragHints,
+    FeatureLevel,
+    SynthesisResult,
+    WsLike,
+    check_noise_mode,
+    split_ws,
+)
 
-NOISE_MODES = ("const", "random", "none")
 LRELU_SLOPE = 0.2
 
 
@@ -422,10 +428,6 @@ class MobileStyleGANGenerator(nn.Module):
     def _layer_ws(self, ws: WsLike) -> list[torch.Tensor]:
         return split_ws(ws, self.num_ws, self.w_dim)
 
-    def _check_noise_mode(self, noise_mode: str) -> None:
-        if noise_mode not in NOISE_MODES:
-            raise InvalidInputError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-
     def synthesize(
         self,
         ws: WsLike,
@@ -439,7 +441,7 @@ class MobileStyleGANGenerator(nn.Module):
         [-1, 1] (None if ``stop_after_features``), features [N, C_k, r_k, r_k] (contiguous) and a resume state.
         """
         layers = self._layer_ws(ws)
-        self._check_noise_mode(noise_mode)
+        check_noise_mode(noise_mode)
         n_levels = len(self.config.channels)
         if not 0 <= feature_block < n_levels:
             raise InvalidInputError(f"feature_block must be in [0, {n_levels - 1}], got {feature_block}")
@@ -468,7 +470,7 @@ class MobileStyleGANGenerator(nn.Module):
         if not isinstance(state, MobileStyleGANResumeState):
             raise TypeError(f"expected a MobileStyleGANResumeState, got {type(state).__name__}")
         layers = [w.detach() for w in self._layer_ws(ws)]
-        self._check_noise_mode(noise_mode)
+        check_noise_mode(noise_mode)
         with torch.no_grad():
             detached = MobileStyleGANResumeState(level=state.level, x=state.x.detach())
             return self._run_from(detached, layers, noise_mode)

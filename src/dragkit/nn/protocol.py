@@ -137,3 +137,15 @@ def split_ws(ws: WsLike, num_ws: int, w_dim: int) -> list[torch.Tensor]:
             f"ws must be {num_ws} tensors of shape [N, {w_dim}], got {[list(w.shape) for w in layers]}"
         )
     return layers
+
+
+#: Noise modes every generator accepts: the stored per-layer noise, fresh random noise, or none.
+NOISE_MODES = ("const", "random", "none")
+
+
+def check_noise_mode(noise_mode: str) -> None:
+    """Raise :class:`~dragkit.errors.InvalidInputError` (a ValueError) unless ``noise_mode`` is in NOISE_MODES."""
+    from dragkit.errors import InvalidInputError
+
+    if noise_mode not in NOISE_MODES:
+        raise InvalidInputError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")

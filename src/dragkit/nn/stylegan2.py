@@ -29,9 +29,15 @@ from dragkit.nn.ops import (
     setup_filter,
     upsample2d,
 )
-from dragkit.nn.protocol import DragHints, FeatureLevel, SynthesisResult, WsLike, split_ws
+from dragkit.nn.protocol import (
+    DragHints,
+    FeatureLevel,
+    SynthesisResult,
+    WsLike,
+    check_noise_mode,
+    split_ws,
+)
 
-NOISE_MODES = ("const", "random", "none")
 ARCHITECTURES = ("skip", "resnet", "orig")
 
 
@@ -458,10 +464,6 @@ class StyleGAN2Generator(nn.Module):
     def _layer_ws(self, ws: WsLike) -> list[torch.Tensor]:
         return split_ws(ws, self.num_ws, self.w_dim)
 
-    def _check_noise_mode(self, noise_mode: str) -> None:
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-
     def synthesize(
         self,
         ws: WsLike,
@@ -478,7 +480,7 @@ class StyleGAN2Generator(nn.Module):
         not reproducible (fresh noise); DragGAN uses 'const'.
         """
         layers = self._layer_ws(ws)
-        self._check_noise_mode(noise_mode)
+        check_noise_mode(noise_mode)
         blocks = self.synthesis.blocks()
         if not 0 <= feature_block < len(blocks):
             raise ValueError(f"feature_block must be in [0, {len(blocks) - 1}], got {feature_block}")
@@ -514,7 +516,7 @@ class StyleGAN2Generator(nn.Module):
         if not isinstance(state, StyleGAN2ResumeState):
             raise TypeError(f"expected a StyleGAN2ResumeState, got {type(state).__name__}")
         layers = [w.detach() for w in self._layer_ws(ws)]
-        self._check_noise_mode(noise_mode)
+        check_noise_mode(noise_mode)
         with torch.no_grad():
             detached = StyleGAN2ResumeState(
                 block=state.block, x=state.x.detach(), img=None if state.img is None else state.img.detach()
@@ -532,5 +534,5 @@ class StyleGAN2Generator(nn.Module):
     ) -> torch.Tensor:
         """z: [N, z_dim] → image [N, C, H, W] in about [-1, 1]."""
         ws = self.mapping(z, c, psi=psi, truncation_cutoff=truncation_cutoff)
-        self._check_noise_mode(noise_mode)
+        check_noise_mode(noise_mode)
         return self.synthesis(ws, noise_mode=noise_mode)
