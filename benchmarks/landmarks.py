@@ -146,8 +146,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lr=args.lr,
         optimize_ws=_parse_ws(args.optimize_ws),
         feature_block=args.feature_block,
+        r1=args.r1,
+        r2=args.r2,
         track_norm=args.track_norm,
         w_mode=args.w_mode,
+        tracker=args.tracker,
+        track_patch=args.track_patch,
+        sub_motion_cells=args.sub_motion_cells,
+        sub_motion_loss=args.sub_motion_loss,
+        motion_step=args.motion_step,
+        latent_reg=args.latent_reg,
         max_steps=args.max_steps,
     )
     probe = DragSession(G, G.mapping(z_from_seed(0, G.z_dim).to(device)), config=config)
@@ -289,7 +297,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=None, help="Adam lr (default: the model's hint)")
     parser.add_argument("--optimize-ws", default=None, help="count k (first k) or indices '0-6' / '0,1,4'")
     parser.add_argument("--feature-block", type=int, default=None, help="feature level index (default: hint)")
+    parser.add_argument("--r1", type=int, default=None, help="motion patch radius in image pixels (default: scaled)")
+    parser.add_argument("--r2", type=int, default=None, help="tracking window half-size in pixels (default: scaled)")
     parser.add_argument("--track-norm", choices=["l2", "l1"], default="l2", help="tracking distance (default l2)")
+    parser.add_argument("--sub-motion-cells", type=float, default=3.0, help="freedrag: sub-motion length (cells)")
+    parser.add_argument("--sub-motion-loss", type=float, default=1.0, help="freedrag: expected loss (1-cell units)")
+    parser.add_argument(
+        "--tracker", choices=["nn", "patch", "freedrag"], default=None, help="point tracker (default: hint)"
+    )
+    parser.add_argument("--track-patch", type=int, default=2, help="patch tracker half-size in feature cells")
+    parser.add_argument("--motion-step", type=float, default=None, help="motion shift in pixels (default: hint)")
+    parser.add_argument("--latent-reg", type=float, default=0.0, help="γ of the latent regulariser (default 0)")
     parser.add_argument("--w-mode", choices=["w+", "w"], default="w+", help="optimise W+ rows or one w")
     parser.add_argument("--figure-pairs", type=int, default=4, help="pairs shown in landmarks.png (default 4)")
     parser.add_argument("--predictor", default=None, help="path of shape_predictor_68_face_landmarks.dat")

@@ -102,6 +102,27 @@ def test_resolve_fills_model_defaults() -> None:
     )
 
 
+def test_tracker_and_motion_step_come_from_hints_unless_set() -> None:
+    r = _resolve(DragConfig())
+    assert (r.tracker, r.track_patch, r.motion_step) == ("nn", 2, 1.0)
+    r = DragConfig().resolve(
+        image_shape=(64, 64),
+        num_ws=8,
+        num_feature_levels=4,
+        hint_feature_block=1,
+        hint_optimize_ws=(0,),
+        hint_lr=1e-3,
+        hint_tracker="patch",
+        hint_motion_step=2.0,
+    )
+    assert (r.tracker, r.motion_step) == ("patch", 2.0)
+    r = _resolve(DragConfig(tracker="patch", track_patch=0, motion_step=0.5))
+    assert (r.tracker, r.track_patch, r.motion_step) == ("patch", 0, 0.5)
+    for bad in ({"tracker": "lk"}, {"track_patch": -1}, {"track_patch": 1.5}, {"motion_step": 0.0}):
+        with pytest.raises(InvalidInputError, match=next(iter(bad))):
+            DragConfig(**bad)  # type: ignore[arg-type]
+
+
 def test_resolve_checks_indices_against_the_model() -> None:
     with pytest.raises(InvalidInputError, match="optimize_ws"):
         _resolve(DragConfig(optimize_ws=(3, 16)))

@@ -144,6 +144,51 @@ def test_tracking_bad_templates_raise() -> None:
         ops.track_points(feat, torch.randn(2, 3), _pts([(1, 1), (2, 2)]), r2=1)
 
 
+def _smooth(channels: int, size: int, seed: int) -> torch.Tensor:
+    torch.manual_seed(seed)
+    base = torch.randn(1, channels, size + 4, size + 4, dtype=torch.float64)
+    return F.avg_pool2d(base, 5, 1)  # [1, C, size, size], smooth like generator features
+
+
+@pytest.mark.parametrize("shift", [(2, -1), (-3, 2), (0, 0)])  # in native cells
+@pytest.mark.parametrize("patch", [0, 1, 2])
+def test_patch_tracking_recovers_a_shift_under_global_appearance_change(shift: tuple[int, int], patch: int) -> None:
+    """Content moved by whole cells, plus a per-channel offset and a gain on the whole map: found exactly."""
+    feat0 = _smooth(8, 40, seed=11)
+    dx, dy = shift
+    moved = torch.roll(feat0, shifts=(dy, dx), dims=(2, 3))
+    offset = torch.linspace(-2.0, 2.0, 8, dtype=torch.float64).reshape(1, 8, 1, 1)
+    feat = 1.7 * moved + offset  # the centred cosine ignores both
+    image = (160, 160)  # 4 image pixels per cell
+    handles = _pts([(60.0, 64.0), (100.0, 80.0)], torch.float64)
+    templates = ops.patch_templates(feat0, handles, patch, image)
+    assert templates.shape == (2, (2 * patch + 1) ** 2, 8)
+    got = ops.track_points_patch(feat, templates, handles, r2=14, patch=patch, image_shape=image)
+    expected = handles.float() + torch.tensor([4.0 * dx, 4.0 * dy])
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    # the paper's L2 nearest neighbour is thrown off by the gain and offset
+    plain = ops.track_points(feat, ops.sample_at_pixels(feat0, handles, image), handles, r2=14, image_shape=image)
+    assert not torch.equal(plain, expected)
+
+
+def test_patch_tracking_stays_in_the_window_and_the_image() -> None:
+    feat0 = _smooth(4, 16, seed=3)
+    feat = torch.roll(feat0, shifts=(0, 6), dims=(2, 3))  # true match 12 px away, window only 5
+    handles = _pts([(20.0, 16.0), (0.0, 0.0), (31.0, 31.0)], torch.float64)
+    templates = ops.patch_templates(feat0, handles, 1, (32, 32))
+    got = ops.track_points_patch(feat, templates, handles, r2=5, patch=1, image_shape=(32, 32))
+    assert (got - handles).abs().max() <= 5
+    assert got.min() >= 0 and got.max() <= 31
+
+
+def test_patch_tracking_bad_input_raises() -> None:
+    feat = torch.randn(1, 4, 8, 8)
+    with pytest.raises(InvalidInputError, match="templates"):
+        ops.track_points_patch(feat, torch.randn(1, 4, 4), _pts([(1, 1)]), r2=1, patch=1)
+    with pytest.raises(InvalidInputError, match="patch"):
+        ops.patch_templates(feat, _pts([(1, 1)]), -1)
+
+
 # -- motion supervision ---------------------------------------------------------------------------------------------
 
 
@@ -154,6 +199,17 @@ def test_motion_loss_on_a_ramp(target: tuple[float, float], expected: float) -> 
     feat = torch.arange(W, dtype=torch.float64).repeat(1, 1, W, 1).clone()  # [1, 1, 24, 24]
     loss = ops.motion_loss(feat, _pts([(10.0, 10.0)], torch.float64), _pts([target], torch.float64), r1=3)
     assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("step", [0.5, 2.0, 3.0])
+def test_motion_loss_step_scales_the_shift(step: float) -> None:
+    """On the ramp F = x the loss is |d_x| = step·|cos θ|, native and reference alike."""
+    W = 24
+    feat = torch.arange(W, dtype=torch.float64).repeat(1, 1, W, 1).clone()
+    args = (_pts([(10.0, 10.0)], torch.float64), _pts([(13.0, 14.0)], torch.float64))
+    assert ops.motion_loss(feat, *args, r1=3, step=step).item() == pytest.approx(0.6 * step, abs=1e-6)
+    ref = motion_loss_reference(feat, [(10.0, 10.0)], [(13.0, 14.0)], 3, step)
+    assert ref.item() == pytest.approx(0.6 * step, abs=1e-6)
 
 
 def test_motion_loss_ignores_handles_within_one_pixel() -> None:

@@ -64,8 +64,9 @@ def test_bad_latent_and_config_raise(tiny_g: StyleGAN2Generator) -> None:
 # -- the algorithm --------------------------------------------------------------------------------------------------
 
 
-def test_fast_and_reference_give_the_same_trajectory(tiny_g: StyleGAN2Generator) -> None:
-    fast, ref = _session(tiny_g, impl="fast"), _session(tiny_g, impl="reference")
+@pytest.mark.parametrize("changes", [{}, {"tracker": "patch", "track_patch": 1}, {"motion_step": 2.0}])
+def test_fast_and_reference_give_the_same_trajectory(tiny_g: StyleGAN2Generator, changes: dict[str, object]) -> None:
+    fast, ref = _session(tiny_g, impl="fast", **changes), _session(tiny_g, impl="reference", **changes)
     moved = 0.0
     for _ in range(22):
         a, b = fast.step(), ref.step()
@@ -249,11 +250,13 @@ def test_reset_goes_back_to_w0_and_is_undoable(tiny_g: StyleGAN2Generator) -> No
 # -- save / load ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("impl", ["fast", "reference"])
-def test_save_load_continue_equals_an_uninterrupted_run(tiny_g: StyleGAN2Generator, tmp_path: Path, impl: str) -> None:
+@pytest.mark.parametrize(("impl", "tracker"), [("fast", "nn"), ("reference", "nn"), ("fast", "patch")])
+def test_save_load_continue_equals_an_uninterrupted_run(
+    tiny_g: StyleGAN2Generator, tmp_path: Path, impl: str, tracker: str
+) -> None:
     mask = np.zeros((32, 32), dtype=bool)
     mask[:, 4:28] = True
-    whole, part = _session(tiny_g, impl=impl), _session(tiny_g, impl=impl)
+    whole, part = _session(tiny_g, impl=impl, tracker=tracker), _session(tiny_g, impl=impl, tracker=tracker)
     for s in (whole, part):
         s.set_mask(mask)
     whole.run(max_steps=7)

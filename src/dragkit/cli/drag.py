@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from dragkit.cli._common import class_label, parse_device
-from dragkit.engine.config import IMPLS, TRACK_NORMS, W_MODES, DragConfig, parse_stop_rule
+from dragkit.engine.config import IMPLS, TRACK_NORMS, TRACKERS, W_MODES, DragConfig, parse_stop_rule
 from dragkit.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--mask-lambda", type=float, default=_DEFAULTS.mask_lambda, metavar="L", help="default 20")
     p.add_argument("--latent-reg", type=float, default=_DEFAULTS.latent_reg, metavar="G", help="default 0")
     p.add_argument("--track-norm", choices=TRACK_NORMS, default=_DEFAULTS.track_norm, help="default l2")
+    p.add_argument("--tracker", choices=TRACKERS, default=None, help="nn | patch | freedrag (default: the model's)")
+    p.add_argument("--track-patch", type=int, default=_DEFAULTS.track_patch, metavar="K", help="patch half-size (2)")
+    p.add_argument("--motion-step", type=float, default=None, metavar="PX", help="motion shift (default: model's)")
     p.add_argument("--stop-rule", default="paper", metavar="RULE", help="paper | official | pixels")
     p.add_argument("--fps", type=float, default=30.0, help="video frame rate (default 30)")
     p.add_argument("--render-every", type=int, default=1, metavar="N", help="video frame every N steps")
@@ -107,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
         mask_lambda=args.mask_lambda,
         latent_reg=args.latent_reg,
         track_norm=args.track_norm,
+        tracker=args.tracker,
+        track_patch=args.track_patch,
+        motion_step=args.motion_step,
         stop_rule=parse_stop_rule(args.stop_rule),
         max_steps=args.steps,
         impl=args.impl,

@@ -17,11 +17,13 @@ from dragkit.errors import InvalidInputError
 
 WMode = Literal["w+", "w"]
 TrackNorm = Literal["l2", "l1"]
+Tracker = Literal["nn", "patch", "freedrag"]
 Impl = Literal["fast", "reference"]
 StopRule = Literal["paper", "official"] | float
 
 W_MODES: tuple[str, ...] = ("w+", "w")
 TRACK_NORMS: tuple[str, ...] = ("l2", "l1")
+TRACKERS: tuple[str, ...] = ("nn", "patch", "freedrag")
 IMPLS: tuple[str, ...] = ("fast", "reference")
 STOP_RULES: tuple[str, ...] = ("paper", "official")
 
@@ -81,6 +83,12 @@ class DragConfig:
     mask_lambda: float = 20.0  # λ of the fixed-region term (only used when a mask has both values)
     latent_reg: float = 0.0  # γ of γ·mean|ws − w0| (official code: 0)
     track_norm: TrackNorm = "l2"  # distance between features when tracking ('l2' official, 'l1' paper)
+    tracker: Tracker | None = None  # 'nn' (paper), 'patch' (centred cosine) or 'freedrag' (None: hints)
+    track_patch: int = 2  # 'patch': half-size of the patch in native feature cells
+    sub_motion_cells: float = 3.0  # 'freedrag': longest sub-motion in native feature cells (official: 3)
+    sub_motion_loss: float = 1.0  # 'freedrag': expected loss of a sub-motion, in units of the one-cell mismatch
+    sub_motion_steps: int = 5  # 'freedrag': optimiser steps per sub-motion at most (official: 5)
+    motion_step: float | None = None  # length of the motion-supervision shift in pixels (None: hints; paper 1)
     stop_rule: StopRule = "paper"  # 'paper': d = 1 (≤ 5 handles) else 2; 'official': max(2/512·H, 2); or d
     max_steps: int = 300  # default number of steps for DragSession.run
     impl: Impl = "fast"  # 'fast' (native feature grid, early stop) or 'reference' (official ordering)
@@ -101,6 +109,18 @@ class DragConfig:
             if not (_is_real(value) and value >= 0):
                 raise _fail(name, "a finite float ≥ 0", value)
         _check_choice("track_norm", self.track_norm, TRACK_NORMS)
+        if self.tracker is not None:
+            _check_choice("tracker", self.tracker, TRACKERS)
+        if not (_is_int(self.track_patch) and self.track_patch >= 0):
+            raise _fail("track_patch", "an int ≥ 0", self.track_patch)
+        for name in ("sub_motion_cells", "sub_motion_loss"):
+            value = getattr(self, name)
+            if not (_is_real(value) and value > 0):
+                raise _fail(name, "a positive finite float", value)
+        if not (_is_int(self.sub_motion_steps) and self.sub_motion_steps >= 1):
+            raise _fail("sub_motion_steps", "an int ≥ 1", self.sub_motion_steps)
+        if self.motion_step is not None and not (_is_real(self.motion_step) and self.motion_step > 0):
+            raise _fail("motion_step", "None or a positive finite float", self.motion_step)
         _check_stop_rule(self.stop_rule)
         if not (_is_int(self.max_steps) and self.max_steps >= 1):
             raise _fail("max_steps", "an int ≥ 1", self.max_steps)
@@ -142,6 +162,8 @@ class DragConfig:
         hint_feature_block: int,
         hint_optimize_ws: tuple[int, ...],
         hint_lr: float,
+        hint_tracker: str = "nn",
+        hint_motion_step: float = 1.0,
     ) -> ResolvedConfig:
         """Fill every ``None`` from the model's hints and the image height H; check indices against the model."""
         H = image_shape[0]
@@ -159,6 +181,8 @@ class DragConfig:
         block = hint_feature_block if self.feature_block is None else self.feature_block
         if not 0 <= block < num_feature_levels:
             raise _fail("feature_block", f"a feature level index in [0, {num_feature_levels - 1}]", block)
+        tracker = hint_tracker if self.tracker is None else self.tracker
+        _check_choice("tracker", tracker, TRACKERS)
         default_r1, default_r2 = radii(H)
         return ResolvedConfig(
             lr=float(hint_lr if self.lr is None else self.lr),
@@ -170,6 +194,12 @@ class DragConfig:
             mask_lambda=float(self.mask_lambda),
             latent_reg=float(self.latent_reg),
             track_norm=self.track_norm,
+            tracker=cast(Tracker, tracker),
+            track_patch=self.track_patch,
+            sub_motion_cells=float(self.sub_motion_cells),
+            sub_motion_loss=float(self.sub_motion_loss),
+            sub_motion_steps=self.sub_motion_steps,
+            motion_step=float(hint_motion_step if self.motion_step is None else self.motion_step),
             stop_rule=self.stop_rule,
             max_steps=self.max_steps,
             impl=self.impl,
@@ -189,6 +219,12 @@ class ResolvedConfig:
     mask_lambda: float
     latent_reg: float
     track_norm: TrackNorm
+    tracker: Tracker
+    track_patch: int
+    sub_motion_cells: float
+    sub_motion_loss: float
+    sub_motion_steps: int
+    motion_step: float
     stop_rule: StopRule
     max_steps: int
     impl: Impl

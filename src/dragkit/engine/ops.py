@@ -34,12 +34,14 @@ __all__ = [
     "latent_loss",
     "mask_loss",
     "motion_loss",
+    "patch_templates",
     "point_distances",
     "radii",
     "sample_at_pixels",
     "sample_bilinear",
     "stop_distance",
     "track_points",
+    "track_points_patch",
     "upsample_features",
 ]
 
@@ -206,18 +208,109 @@ def track_points(
         return cand[torch.arange(N, device=cand.device), best]
 
 
+def _centred(feat: torch.Tensor) -> torch.Tensor:
+    """``feat`` minus its per-channel mean over the whole map: [1, C, h, w] → [1, C, h, w]."""
+    return feat - feat.mean(dim=(2, 3), keepdim=True)
+
+
+def _cell(feat: torch.Tensor, image_shape: tuple[int, int]) -> int:
+    """Image pixels per native feature cell (1 when the map is already at image size), at least 1."""
+    return max(1, round(image_shape[1] / feat.shape[-1]))
+
+
+def patch_templates(
+    feat0: torch.Tensor,
+    handles: torch.Tensor,
+    patch: int,
+    image_shape: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Templates of the patch tracker: centred F0 on a (2·patch + 1)² grid of feature cells around each handle.
+
+    feat0: [1, C, h, w]; handles: [N, 2] (x, y), rounded to pixels; patch: half-size in native feature cells
+    (≥ 0; grid spacing = image pixels per cell). "Centred" = each channel's mean over the whole map removed.
+    Returns [N, P, C] with P = (2·patch + 1)², without gradient.
+    """
+    _check_feat(feat0)
+    _check_points("handles", handles)
+    if patch < 0:
+        raise InvalidInputError(f"patch: expected an int ≥ 0, got {patch!r}")
+    H, W = _image_shape(feat0, image_shape)
+    with torch.no_grad():
+        offsets = _window_offsets(patch, handles.device) * _cell(feat0, (H, W))
+        points = handles.to(torch.float32).round().unsqueeze(1) + offsets.unsqueeze(0)  # [N, P, 2]
+        return sample_at_pixels(_centred(feat0.detach()), points, (H, W))
+
+
+def track_points_patch(
+    feat: torch.Tensor,
+    templates: torch.Tensor,
+    handles: torch.Tensor,
+    r2: int,
+    patch: int,
+    image_shape: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Patch tracking: p_i ← argmax_{q ∈ Ω2(p_i, r2)} cos(P(q), T_i), a sturdier alternative to Eq. 2.
+
+    P(q) is the centred current map (per-channel mean removed) sampled on the (2·patch + 1)² grid of feature cells
+    around pixel q, flattened to one vector; T_i the same from F0 at the initial handle (:func:`patch_templates`).
+    Removing the map mean and comparing directions makes the match insensitive to the global appearance drift
+    that a latent update causes, and the patch adds the spatial layout around the point, which a single
+    feature vector lacks. Ω2 is the square window |q − round(p_i)|∞ ≤ r2 clipped to the image; ties go to the
+    first pixel in row-major order. patch = 0 is cosine nearest-neighbour on centred features.
+
+    feat: [1, C, h, w]; templates: [N, P, C]; handles: [N, 2]; returns [N, 2] integer-valued (x, y), no gradient.
+    """
+    _check_feat(feat)
+    _check_points("handles", handles)
+    H, W = _image_shape(feat, image_shape)
+    N, C = handles.shape[0], feat.shape[1]
+    side = 2 * patch + 1
+    if templates.shape != (N, side * side, C):
+        raise InvalidInputError(f"templates: expected [{N}, {side * side}, {C}], got {list(templates.shape)}")
+    if r2 < 0:
+        raise InvalidInputError(f"r2: expected an int ≥ 0, got {r2!r}")
+    device = handles.device
+    with torch.no_grad():
+        cell = _cell(feat, (H, W))
+        reach = r2 + patch * cell  # every patch sample of every candidate lies in this square around the centre
+        grid = _window_offsets(reach, device)  # [G, 2], row-major on a (2·reach + 1)² lattice
+        n = 2 * reach + 1
+        cand = _window_offsets(r2, device)  # [K, 2]
+        offsets = _window_offsets(patch, device) * cell  # [P, 2]
+        pos = cand.unsqueeze(1) + offsets.unsqueeze(0) + reach  # [K, P, 2], lattice coordinates
+        index = (pos[..., 1] * n + pos[..., 0]).long()  # [K, P]
+        column = torch.arange(side * side, device=device).expand_as(index)
+        centred = _centred(feat.detach())
+        out = []
+        for i in range(N):  # one point at a time keeps memory at (2·reach + 1)² · C floats
+            centre = handles[i].to(torch.float32).round()
+            values = sample_at_pixels(centred, centre + grid, (H, W))  # [G, C]
+            template = templates[i].detach().to(values.dtype)  # [P, C]
+            dots = values @ template.T  # [G, P]
+            sq = values.pow(2).sum(dim=-1)  # [G]
+            num = dots[index, column].sum(dim=-1)  # [K]
+            den = sq[index].sum(dim=-1).sqrt() * template.norm()
+            score = num / den.clamp_min(1e-12)
+            q = centre + cand
+            inside = (q[:, 0] >= 0) & (q[:, 0] <= W - 1) & (q[:, 1] >= 0) & (q[:, 1] <= H - 1)
+            score = score.masked_fill(~inside, -math.inf)
+            out.append(q[int(score.argmax())])
+        return torch.stack(out)
+
+
 def motion_loss(
     feat: torch.Tensor,
     handles: torch.Tensor,
     targets: torch.Tensor,
     r1: int,
     image_shape: tuple[int, int] | None = None,
+    step: float = 1.0,
 ) -> torch.Tensor:
     """Motion supervision (paper Eq. 1, official form): Σ_i mean_{q ∈ Ω1(p_i, r1)} |F(q).detach() − F(q + d_i)|.
 
-    Only handles with ‖t_i − p_i‖ > 1 contribute; d_i = (t_i − p_i)/‖t_i − p_i‖; Ω1 = image pixels q with
-    ‖q − p_i‖ < r1 inside the image; the mean runs over Ω1 and the C channels; F(q + d_i) is
-    :func:`sample_bilinear` (zero outside the image). The gradient flows through the shifted samples only, which
+    Only handles with ‖t_i − p_i‖ > 1 contribute; d_i = step · (t_i − p_i)/‖t_i − p_i‖ (official: step = 1 px);
+    Ω1 = image pixels q with ‖q − p_i‖ < r1 inside the image; the mean runs over Ω1 and the C channels; F(q + d_i)
+    is :func:`sample_bilinear` (zero outside the image). The gradient flows through the shifted samples only, which
     pulls the patch content one step towards the target. Vectorised over points.
 
     feat: [1, C, h, w]; handles, targets: [N, 2] (x, y); image_shape: (H, W), default (h, w).
@@ -230,7 +323,7 @@ def motion_loss(
     if not bool(active.any()):
         return feat.sum() * 0.0
     p = handles[active].to(torch.float32)
-    d = (targets[active].to(torch.float32) - p) / dist[active].to(torch.float32).unsqueeze(-1)  # [M, 2]
+    d = step * (targets[active].to(torch.float32) - p) / dist[active].to(torch.float32).unsqueeze(-1)  # [M, 2]
     base = p.floor()
     # floor(p) + [-r1 - 1, r1 + 1]² holds every pixel q with ‖q − p‖ < r1, also for fractional p
     cand = base.unsqueeze(1) + _window_offsets(r1 + 1, p.device).unsqueeze(0)  # [M, K, 2]

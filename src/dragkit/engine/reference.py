@@ -57,8 +57,10 @@ def motion_loss_reference(
     handles: list[tuple[float, float]],
     targets: list[tuple[float, float]],
     r1: int,
+    step: float = 1.0,
 ) -> torch.Tensor:
-    """Official motion supervision on the upsampled map [1, C, H, W] (handles are integer pixels after tracking)."""
+    """Official motion supervision on the upsampled map [1, C, H, W] (handles are integer pixels after tracking);
+    ``step`` scales the unit shift d (official: 1 px)."""
     H, W = feat_up.shape[-2:]
     device = feat_up.device
     yy, xx = torch.meshgrid(
@@ -73,7 +75,7 @@ def motion_loss_reference(
         if norm > 1:
             distance = ((yy - py) ** 2 + (xx - px) ** 2) ** 0.5
             relis, reljs = torch.where(distance < r1)
-            direction = direction / norm
+            direction = step * direction / norm
             gridh = (relis + direction[1]) / (H - 1) * 2 - 1
             gridw = (reljs + direction[0]) / (W - 1) * 2 - 1
             grid = torch.stack([gridw, gridh], dim=-1).unsqueeze(0).unsqueeze(0)

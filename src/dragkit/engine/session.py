@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dragkit.engine import ops
+from dragkit.engine import freedrag, ops
 from dragkit.engine.config import DragConfig, ResolvedConfig
 from dragkit.engine.reference import motion_loss_reference, templates_reference, track_points_reference
 from dragkit.errors import DragkitError, InvalidInputError
@@ -108,6 +108,42 @@ class _Segment:
 
 
 @dataclass(frozen=True)
+class _FreeDragState:
+    """Per-point state of the template-driven drag (``tracker="freedrag"``, :mod:`dragkit.engine.freedrag`)."""
+
+    virtual: torch.Tensor  # [N, 2] virtual handle positions (x, y), fractional
+    templates: torch.Tensor  # [N, P, C] adaptive templates
+    loss_start: torch.Tensor  # [N] loss at the first step of the current sub-motion
+    arrived: torch.Tensor  # bool [N]
+    inner: int  # optimiser steps taken in the current sub-motion (0: a new one starts at the next step)
+    started: bool  # False until the first sub-motion was planned
+    expected: float  # expected loss l of a sub-motion (calibrated from F0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "virtual": self.virtual.cpu(),
+            "templates": self.templates.cpu(),
+            "loss_start": self.loss_start.cpu(),
+            "arrived": self.arrived.cpu(),
+            "inner": self.inner,
+            "started": self.started,
+            "expected": self.expected,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], device: torch.device) -> _FreeDragState:
+        return cls(
+            virtual=d["virtual"].to(device),
+            templates=d["templates"].to(device),
+            loss_start=d["loss_start"].to(device),
+            arrived=d["arrived"].to(device),
+            inner=int(d["inner"]),
+            started=bool(d["started"]),
+            expected=float(d["expected"]),
+        )
+
+
+@dataclass(frozen=True)
 class _TrajectoryNode:
     """A persistent list of step results: states share their common past."""
 
@@ -128,6 +164,7 @@ class _State:
     mask: torch.Tensor | None  # bool [H, W], True = movable
     segment: _Segment | None  # None: templates are (re)taken on the next step
     trajectory: _TrajectoryNode | None
+    freedrag: _FreeDragState | None = None  # tracker "freedrag" only; valid while ``segment`` is not None
 
     @property
     def step(self) -> int:
@@ -168,6 +205,8 @@ class DragSession:
             hint_feature_block=hints.feature_block,
             hint_optimize_ws=tuple(hints.optimize_ws),
             hint_lr=hints.lr,
+            hint_tracker=hints.tracker,
+            hint_motion_step=hints.motion_step,
         )
         self.history_limit = history_limit
         self.device = generator.w_avg.device
@@ -423,8 +462,21 @@ class DragSession:
             feat = ops.upsample_features(native, self.image_shape) if reference else native
             segment = st.segment if st.segment is not None else self._make_segment(native.detach(), st.handles)
 
-            # 2. point tracking
-            if reference:
+            # 2. point tracking (freedrag: plan the sub-motion)
+            fd: _FreeDragState | None = None
+            fd_done = False
+            if s.tracker == "freedrag":
+                fd = st.freedrag if st.segment is not None and st.freedrag is not None else None
+                if fd is None:
+                    fd = self._freedrag_start(segment.features0, st.handles)
+                fd, fd_done = self._freedrag_plan(fd, native.detach(), st.targets)
+                new_handles = tuple((float(x), float(y)) for x, y in fd.virtual.tolist())
+            elif s.tracker == "patch":  # no official form: both impls track on the native grid
+                tracked = ops.track_points_patch(
+                    native, segment.templates, self._tensor(st.handles), s.r2, s.track_patch, self.image_shape
+                )
+                new_handles = tuple((float(x), float(y)) for x, y in tracked.tolist())
+            elif reference:
                 new_handles = tuple(
                     track_points_reference(feat, segment.templates, list(st.handles), s.r2, s.track_norm)
                 )
@@ -437,13 +489,17 @@ class DragSession:
             # 3. stop check
             dist = ops.point_distances(self._tensor(new_handles), self._tensor(st.targets))
             distances = [float(v) for v in dist.tolist()]
-            done = all(v <= self.stop_distance() for v in distances)
+            done = fd_done if fd is not None else all(v <= self.stop_distance() for v in distances)
 
             # 4.-5. loss, gradient, Adam
             loss_value: float | None = None
             new_ws_opt, new_adam = st.ws_opt, st.adam
             if not done:
-                loss = self._loss(feat, segment, new_handles, st.targets, st.mask, ws)
+                per_point = None
+                if fd is not None:
+                    offsets = freedrag.patch_offsets(s.r1, self.device)
+                    per_point = freedrag.patch_loss(native, fd.virtual, fd.templates, offsets, self.image_shape)
+                loss = self._loss(feat, segment, new_handles, st.targets, st.mask, ws, motion=per_point)
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise StepFailedError(f"the loss is {loss_value} (the latent diverged: undo and lower the lr)")
@@ -452,6 +508,8 @@ class DragSession:
                 if not torch.isfinite(grad).all():
                     raise StepFailedError("the gradient is not finite (the latent diverged: undo and lower the lr)")
                 new_ws_opt, new_adam = self._adam_step(ws_opt, grad, st.adam)
+                if fd is not None and per_point is not None:
+                    fd = self._freedrag_after(fd, per_point.detach())
 
             frame = None
             if render:
@@ -468,7 +526,15 @@ class DragSession:
             )
             node = _TrajectoryNode(replace(result, frame=None), st.trajectory, st.step + 1)
             self._commit(
-                replace(st, ws_opt=new_ws_opt, adam=new_adam, handles=new_handles, segment=segment, trajectory=node)
+                replace(
+                    st,
+                    ws_opt=new_ws_opt,
+                    adam=new_adam,
+                    handles=new_handles,
+                    segment=segment,
+                    trajectory=node,
+                    freedrag=fd,
+                )
             )
             logger.debug("step %d: loss %s, distances %s, done %s", result.step, loss_value, distances, done)
             return result
@@ -524,6 +590,11 @@ class DragSession:
         return torch.tensor(points, dtype=torch.float32, device=self.device).reshape(-1, 2)
 
     def _make_segment(self, features0: torch.Tensor, handles: tuple[Point, ...]) -> _Segment:
+        if self.settings.tracker == "patch":
+            templates = ops.patch_templates(
+                features0, self._tensor(handles), self.settings.track_patch, self.image_shape
+            )
+            return _Segment(features0, templates, handles)
         if self.settings.impl == "reference":
             segment = _Segment(features0, torch.empty(0), handles)
             segment.templates = templates_reference(self._features0_up(segment), list(handles))
@@ -531,6 +602,70 @@ class DragSession:
         centres = self._tensor(handles).round()
         templates = ops.sample_at_pixels(features0, centres, self.image_shape).detach()
         return _Segment(features0, templates, handles)
+
+    def _freedrag_start(self, features0: torch.Tensor, handles: tuple[Point, ...]) -> _FreeDragState:
+        """Templates from F0 at the handles, the expected loss calibrated on F0 (:func:`freedrag.calibrate`)."""
+        s = self.settings
+        points = self._tensor(handles)
+        offsets = freedrag.patch_offsets(s.r1, self.device)
+        n = points.shape[0]
+        return _FreeDragState(
+            virtual=points,
+            templates=freedrag.sample_patches(features0, points, offsets, self.image_shape).detach(),
+            loss_start=torch.zeros(n, device=self.device),
+            arrived=torch.zeros(n, dtype=torch.bool, device=self.device),
+            inner=0,
+            started=False,
+            expected=s.sub_motion_loss * freedrag.calibrate(features0, points, offsets, self.image_shape),
+        )
+
+    def _freedrag_plan(
+        self, fd: _FreeDragState, feat: torch.Tensor, targets: tuple[Point, ...]
+    ) -> tuple[_FreeDragState, bool]:
+        """At a sub-motion boundary: score the last one, update templates, test arrival, pick the next virtual
+        positions. Returns the new state and whether every point arrived (then nothing is optimised)."""
+        if fd.inner > 0:
+            return fd, False
+        s = self.settings
+        offsets = freedrag.patch_offsets(s.r1, self.device)
+        tgt = self._tensor(targets)
+        n = tgt.shape[0]
+        templates, arrived = fd.templates, fd.arrived
+        loss_end = torch.zeros(n, device=self.device)
+        with torch.no_grad():
+            if fd.started:
+                loss_end = freedrag.patch_loss(feat, fd.virtual, fd.templates, offsets, self.image_shape)
+                close = (tgt - fd.virtual).norm(dim=-1) <= self.stop_distance()
+                arrived = close & (loss_end <= 0.25 * fd.expected)
+                weight = torch.where(arrived, 1.0, freedrag.template_weight(loss_end, fd.expected)).reshape(-1, 1, 1)
+                current = freedrag.sample_patches(feat, fd.virtual, offsets, self.image_shape)
+                templates = weight * current + (1 - weight) * fd.templates
+                if bool(arrived.all()):
+                    return replace(fd, templates=templates, arrived=arrived), True
+            cell = float(self.image_shape[1]) / float(feat.shape[-1])
+            virtual = freedrag.choose_targets(
+                feat,
+                fd.virtual,
+                tgt,
+                templates,
+                fd.loss_start,
+                loss_end,
+                arrived,
+                fd.expected,
+                s.sub_motion_cells * cell,
+                offsets,
+                self.image_shape,
+            )
+        return replace(fd, virtual=virtual, templates=templates, arrived=arrived, started=True), False
+
+    def _freedrag_after(self, fd: _FreeDragState, per_point: torch.Tensor) -> _FreeDragState:
+        """After an optimiser step: remember the sub-motion's first loss; end it after ``sub_motion_steps`` steps
+        or once every point's loss is below ¼·l."""
+        loss_start = per_point if fd.inner == 0 else fd.loss_start
+        inner = fd.inner + 1
+        if inner >= self.settings.sub_motion_steps or float(per_point.max()) < 0.25 * fd.expected:
+            inner = 0
+        return replace(fd, loss_start=loss_start, inner=inner)
 
     def _features0_up(self, segment: _Segment) -> torch.Tensor:
         """F0 upsampled to image size (reference path), cached for the current segment like ``feat0_resize``."""
@@ -557,14 +692,27 @@ class DragSession:
         targets: tuple[Point, ...],
         mask: torch.Tensor | None,
         ws: torch.Tensor,
+        motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Motion supervision + λ · fixed-region term + γ · latent term on ``feat`` (native or upsampled)."""
+        """Motion supervision + λ · fixed-region term + γ · latent term on ``feat`` (native or upsampled).
+
+        ``motion``: per-point motion terms [N] already computed (freedrag); None: DragGAN's motion supervision.
+        """
         s = self.settings
         if s.impl == "reference":
-            loss = motion_loss_reference(feat, list(handles), list(targets), s.r1)
+            loss = (
+                motion_loss_reference(feat, list(handles), list(targets), s.r1, s.motion_step)
+                if motion is None
+                else motion.sum()
+            )
             feat0 = self._features0_up(segment)
+        elif motion is not None:
+            loss = motion.sum()
+            feat0 = segment.features0
         else:
-            loss = ops.motion_loss(feat, self._tensor(handles), self._tensor(targets), s.r1, self.image_shape)
+            loss = ops.motion_loss(
+                feat, self._tensor(handles), self._tensor(targets), s.r1, self.image_shape, s.motion_step
+            )
             feat0 = segment.features0
         if mask is not None and s.mask_lambda > 0 and bool(mask.any()) and not bool(mask.all()):
             fixed = self._fixed_weights(mask, (int(feat.shape[-2]), int(feat.shape[-1])))
@@ -695,6 +843,7 @@ class DragSession:
                     "mask": mask,
                     "segment": seg,
                     "trajectory": node_id(st.trajectory),
+                    "freedrag": None if st.freedrag is None else st.freedrag.to_dict(),
                 }
 
             payload = {
@@ -774,6 +923,7 @@ class DragSession:
                 mask=None if s["mask"] < 0 else d["masks"][s["mask"]],
                 segment=None if s["segment"] < 0 else segments[s["segment"]],
                 trajectory=None if s["trajectory"] < 0 else nodes[s["trajectory"]],
+                freedrag=None if s.get("freedrag") is None else _FreeDragState.from_dict(s["freedrag"], device),
             )
 
         states = [to_state(s) for s in d["states"]]

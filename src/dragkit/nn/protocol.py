@@ -41,11 +41,15 @@ class DragHints:
     ``feature_block``: FeatureLevel index whose output the motion loss and tracking use.
     ``optimize_ws``: indices into W+ that are optimised (the rest stay at w0).
     ``lr``: Adam learning rate.
+    ``tracker``: point tracker, ``'nn'`` (the paper's nearest neighbour) or ``'patch'`` (centred-cosine patch match).
+    ``motion_step``: length of the motion-supervision shift d_i in image pixels (the paper: 1).
     """
 
     feature_block: int
     optimize_ws: tuple[int, ...]
     lr: float = 2e-3
+    tracker: str = "nn"
+    motion_step: float = 1.0
 
 
 @dataclass
