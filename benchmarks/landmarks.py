@@ -15,6 +15,8 @@ Reported per edit and summarised per n (all distances in pixels at 512×512):
 - no-edit MD: the same for face 1 itself (what doing nothing scores);
 - drift: mean distance between where the tracker believes each handle ended and where dlib finds that landmark
   on the result (how far tracking and the image disagree);
+- image change: mean |Δ| of the RGB values (0–255) between face 1 and the result at 512×512 — large when the
+  edit changed identity/appearance or left the image manifold, which the MD alone does not show;
 - steps and seconds per edit; ``arrived``: the session's stop test passed before ``--max-steps``.
 
 Points are image pixels with pixel (x, y) the centre of column x, row y, so a 512-grid landmark x maps to
@@ -109,6 +111,17 @@ def mean_dist(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b, axis=1).mean())
 
 
+def image_change(before: np.ndarray, after: np.ndarray) -> float:
+    """Mean |Δ| of the uint8 RGB values at 512×512 (0–255): how much the whole image changed.
+
+    A drag moves a few landmarks; a large value means the edit changed identity/appearance or left the image
+    manifold (the landmark MD alone can look good on a destroyed face).
+    """
+    a = to_eval(before).astype(np.float64)
+    b = to_eval(after).astype(np.float64)
+    return float(np.abs(a - b).mean())
+
+
 def _draw(img: np.ndarray, groups: list[tuple[np.ndarray, str]], size: int = 256) -> Image.Image:
     """Panel: image resized to ``size`` with dots (512-grid coordinates) in colours."""
     panel = Image.fromarray(to_eval(img)).resize((size, size), Image.LANCZOS)
@@ -152,6 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         w_mode=args.w_mode,
         tracker=args.tracker,
         track_patch=args.track_patch,
+        track_prior=args.track_prior,
         sub_motion_cells=args.sub_motion_cells,
         sub_motion_loss=args.sub_motion_loss,
         motion_step=args.motion_step,
@@ -204,6 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "md": None if lm_res is None else mean_dist(lm_res[idx], lm2[idx]),
                     "drift": None if lm_res is None else mean_dist(tracked, lm_res[idx]),
                     "tracked_to_target": mean_dist(tracked, lm2[idx]),
+                    "image_change": image_change(imgs[0], result),
                     "steps": last.step,
                     "arrived": bool(last.done),
                     "seconds": round(seconds, 3),
@@ -213,13 +228,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 fout.write(json.dumps(rec) + "\n")
                 fout.flush()
                 logger.info(
-                    "pair %d %s n=%d: MD %s (no edit %.2f), drift %s, %d steps, %.1f s",
+                    "pair %d %s n=%d: MD %s (no edit %.2f), drift %s, change %.1f, %d steps, %.1f s",
                     pair_index,
                     seeds,
                     n,
                     "n/a" if rec["md"] is None else f"{rec['md']:.2f}",
                     rec["md_no_edit"],
                     "n/a" if rec["drift"] is None else f"{rec['drift']:.2f}",
+                    rec["image_change"],
                     rec["steps"],
                     seconds,
                 )
@@ -278,6 +294,8 @@ def summarise(records: list[dict[str, Any]], points: list[int]) -> dict[str, Any
             "md_median": round(statistics.median(r["md"] for r in ok), 3) if ok else None,
             "drift": round(statistics.fmean(r["drift"] for r in ok), 3) if ok else None,
             "tracked_to_target": round(statistics.fmean(r["tracked_to_target"] for r in rs), 3),
+            "image_change": round(statistics.fmean(r["image_change"] for r in rs), 2),
+            "image_change_max": round(max(r["image_change"] for r in rs), 2),
             "steps": round(statistics.fmean(r["steps"] for r in rs), 1),
             "seconds_per_edit": round(statistics.fmean(r["seconds"] for r in rs), 2),
             "arrived": sum(r["arrived"] for r in rs),
@@ -305,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tracker", choices=["nn", "patch", "freedrag"], default=None, help="point tracker (default: hint)"
     )
+    parser.add_argument("--track-prior", type=float, default=0.0, help="least-motion prior of the tracker")
     parser.add_argument("--track-patch", type=int, default=2, help="patch tracker half-size in feature cells")
     parser.add_argument("--motion-step", type=float, default=None, help="motion shift in pixels (default: hint)")
     parser.add_argument("--latent-reg", type=float, default=0.0, help="γ of the latent regulariser (default 0)")

@@ -118,7 +118,13 @@ def test_tracker_and_motion_step_come_from_hints_unless_set() -> None:
     assert (r.tracker, r.motion_step) == ("patch", 2.0)
     r = _resolve(DragConfig(tracker="patch", track_patch=0, motion_step=0.5))
     assert (r.tracker, r.track_patch, r.motion_step) == ("patch", 0, 0.5)
-    for bad in ({"tracker": "lk"}, {"track_patch": -1}, {"track_patch": 1.5}, {"motion_step": 0.0}):
+    for bad in (
+        {"tracker": "lk"},
+        {"track_patch": -1},
+        {"track_patch": 1.5},
+        {"motion_step": 0.0},
+        {"track_prior": -1.0},
+    ):
         with pytest.raises(InvalidInputError, match=next(iter(bad))):
             DragConfig(**bad)  # type: ignore[arg-type]
 

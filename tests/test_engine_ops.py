@@ -138,6 +138,35 @@ def test_tracking_native_grid_equals_reference_on_upsampled_map(norm: str) -> No
     assert [tuple(r) for r in fast.tolist()] == ref
 
 
+def test_motion_prior_keeps_the_handle_on_a_flat_cost_and_follows_a_clear_match() -> None:
+    # an edge: F(x, y) = [y > 8] is constant along x, so every q on the row matches the template equally well
+    feat = (torch.arange(16, dtype=torch.float32) > 8).float().reshape(1, 1, 16, 1).expand(1, 1, 16, 16).contiguous()
+    p = _pts([(7.0, 9.0)])
+    template = ops.sample_at_pixels(feat, p)
+    plain = ops.track_points(feat, template, p, r2=3)
+    assert plain.tolist() == [[4.0, 9.0]]  # the first pixel of the flat row: 3 px of made-up motion
+    assert ops.track_points(feat, template, p, r2=3, prior=0.2).tolist() == [[7.0, 9.0]]
+    assert track_points_reference(feat, template, [(7.0, 9.0)], 3, prior=0.2) == [(7.0, 9.0)]
+    # a clear match 2 px away still wins over a small prior
+    feat0, moved = _shifted_pair((2, 1))
+    q = _pts([(10.0, 12.0)])
+    got = ops.track_points(moved, ops.sample_at_pixels(feat0, q), q, r2=3, prior=0.1)
+    assert got.tolist() == [[12.0, 13.0]]
+    assert track_points_reference(moved, ops.sample_at_pixels(feat0, q), [(10.0, 12.0)], 3, prior=0.1) == [(12.0, 13.0)]
+
+
+@pytest.mark.parametrize("prior", [0.0, 0.3])
+def test_tracking_with_prior_native_grid_equals_reference(prior: float) -> None:
+    torch.manual_seed(6)
+    image = (32, 32)
+    feat = torch.randn(1, 6, 16, 16)
+    up = ops.upsample_features(feat, image)
+    handles = [(0.0, 0.0), (31.0, 31.0), (15.0, 2.0), (20.0, 20.0)]
+    templates = torch.randn(len(handles), 6) * 0.1 + ops.sample_at_pixels(feat, _pts([(9, 9)] * len(handles)), image)
+    fast = ops.track_points(feat, templates, _pts(handles), r2=4, image_shape=image, prior=prior)
+    assert [tuple(r) for r in fast.tolist()] == track_points_reference(up, templates, handles, 4, prior=prior)
+
+
 def test_tracking_bad_templates_raise() -> None:
     feat = torch.randn(1, 4, 8, 8)
     with pytest.raises(InvalidInputError, match="templates"):

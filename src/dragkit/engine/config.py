@@ -85,6 +85,7 @@ class DragConfig:
     track_norm: TrackNorm = "l2"  # distance between features when tracking ('l2' official, 'l1' paper)
     tracker: Tracker | None = None  # 'nn' (paper), 'patch' (centred cosine) or 'freedrag' (None: hints)
     track_patch: int = 2  # 'patch': half-size of the patch in native feature cells
+    track_prior: float = 0.0  # 'nn'/'patch': least-motion prior μ (0: none, the paper's tracker)
     sub_motion_cells: float = 3.0  # 'freedrag': longest sub-motion in native feature cells (official: 3)
     sub_motion_loss: float = 1.0  # 'freedrag': expected loss of a sub-motion, in units of the one-cell mismatch
     sub_motion_steps: int = 5  # 'freedrag': optimiser steps per sub-motion at most (official: 5)
@@ -104,7 +105,7 @@ class DragConfig:
             value = getattr(self, name)
             if value is not None and not (_is_int(value) and value >= 1):
                 raise _fail(name, "None or an int ≥ 1", value)
-        for name in ("mask_lambda", "latent_reg"):
+        for name in ("mask_lambda", "latent_reg", "track_prior"):
             value = getattr(self, name)
             if not (_is_real(value) and value >= 0):
                 raise _fail(name, "a finite float ≥ 0", value)
@@ -196,6 +197,7 @@ class DragConfig:
             track_norm=self.track_norm,
             tracker=cast(Tracker, tracker),
             track_patch=self.track_patch,
+            track_prior=float(self.track_prior),
             sub_motion_cells=float(self.sub_motion_cells),
             sub_motion_loss=float(self.sub_motion_loss),
             sub_motion_steps=self.sub_motion_steps,
@@ -221,6 +223,7 @@ class ResolvedConfig:
     track_norm: TrackNorm
     tracker: Tracker
     track_patch: int
+    track_prior: float
     sub_motion_cells: float
     sub_motion_loss: float
     sub_motion_steps: int

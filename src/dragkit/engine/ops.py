@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from dragkit.errors import InvalidInputError
 
 __all__ = [
+    "add_motion_prior",
     "fixed_region_weights",
     "latent_loss",
     "mask_loss",
@@ -176,14 +177,16 @@ def track_points(
     r2: int,
     image_shape: tuple[int, int] | None = None,
     norm: Literal["l2", "l1"] = "l2",
+    prior: float = 0.0,
 ) -> torch.Tensor:
-    """Point tracking (paper Eq. 2): p_i ← argmin_{q ∈ Ω2(p_i, r2)} ‖F(q) − f_i‖.
+    """Point tracking (paper Eq. 2): p_i ← argmin_{q ∈ Ω2(p_i, r2)} ‖F(q) − f_i‖ (+ the motion prior below).
 
     Ω2 is the square window |q − round(p_i)|∞ ≤ r2 of image pixels, clipped to the image. Ties go to the first
     pixel in row-major order (as the official ``torch.min`` over the clipped window). Vectorised over points.
 
     feat: [1, C, h, w] current features (native grid or upsampled); templates: [N, C] (f_i = F0 at the initial
-    handles); handles: [N, 2] (x, y); image_shape: (H, W), default (h, w); norm: 'l2' (official) or 'l1' (paper).
+    handles); handles: [N, 2] (x, y); image_shape: (H, W), default (h, w); norm: 'l2' (official) or 'l1' (paper);
+    prior: weight μ of the least-motion prior (0 = the paper's tracker), see :func:`add_motion_prior`.
     Returns [N, 2] integer-valued (x, y), without gradient.
     """
     _check_feat(feat)
@@ -204,8 +207,29 @@ def track_points(
         diff = values - templates.detach().to(values.dtype).unsqueeze(1)
         dist = diff.norm(dim=-1) if norm == "l2" else diff.abs().sum(dim=-1)  # [N, K]
         dist = dist.masked_fill(~inside, math.inf)
+        if prior > 0:
+            dist = add_motion_prior(dist, cand, centres, r2, prior)
         best = dist.argmin(dim=1)
         return cand[torch.arange(N, device=cand.device), best]
+
+
+def add_motion_prior(
+    cost: torch.Tensor, cand: torch.Tensor, centres: torch.Tensor, r2: int, prior: float
+) -> torch.Tensor:
+    """cost + μ · spread · ‖q − p‖ / r2: a least-motion prior that makes tracking scale-free and pessimistic.
+
+    Along an edge or in a textureless region the matching cost is almost flat, and the plain argmin lands anywhere
+    on the flat part — usually ahead of the content, since the motion loss makes the features there resemble the
+    handle. The prior keeps the handle where it was unless the cost clearly prefers a move: spread is each point's
+    (max − min) finite cost over its window, so μ is a fraction of the cost range per window radius.
+    cost: [N, K] (inf outside the image); cand: [N, K, 2]; centres: [N, 2]. Returns [N, K].
+    """
+    finite = torch.isfinite(cost)
+    high = cost.masked_fill(~finite, -math.inf).amax(dim=1, keepdim=True)
+    low = cost.masked_fill(~finite, math.inf).amin(dim=1, keepdim=True)
+    spread = (high - low).clamp_min(0)
+    moved = (cand - centres.unsqueeze(1)).norm(dim=-1) / max(r2, 1)
+    return cost + prior * spread * moved
 
 
 def _centred(feat: torch.Tensor) -> torch.Tensor:
@@ -248,6 +272,7 @@ def track_points_patch(
     r2: int,
     patch: int,
     image_shape: tuple[int, int] | None = None,
+    prior: float = 0.0,
 ) -> torch.Tensor:
     """Patch tracking: p_i ← argmax_{q ∈ Ω2(p_i, r2)} cos(P(q), T_i), a sturdier alternative to Eq. 2.
 
@@ -256,7 +281,8 @@ def track_points_patch(
     Removing the map mean and comparing directions makes the match insensitive to the global appearance drift
     that a latent update causes, and the patch adds the spatial layout around the point, which a single
     feature vector lacks. Ω2 is the square window |q − round(p_i)|∞ ≤ r2 clipped to the image; ties go to the
-    first pixel in row-major order. patch = 0 is cosine nearest-neighbour on centred features.
+    first pixel in row-major order. patch = 0 is cosine nearest-neighbour on centred features; prior: the
+    least-motion prior of :func:`add_motion_prior` on the cost 1 − cos.
 
     feat: [1, C, h, w]; templates: [N, P, C]; handles: [N, 2]; returns [N, 2] integer-valued (x, y), no gradient.
     """
@@ -293,8 +319,10 @@ def track_points_patch(
             score = num / den.clamp_min(1e-12)
             q = centre + cand
             inside = (q[:, 0] >= 0) & (q[:, 0] <= W - 1) & (q[:, 1] >= 0) & (q[:, 1] <= H - 1)
-            score = score.masked_fill(~inside, -math.inf)
-            out.append(q[int(score.argmax())])
+            cost = (1 - score).masked_fill(~inside, math.inf)
+            if prior > 0:
+                cost = add_motion_prior(cost[None], q[None], centre[None], r2, prior)[0]
+            out.append(q[int(cost.argmin())])
         return torch.stack(out)
 
 

@@ -29,8 +29,10 @@ def track_points_reference(
     handles: list[tuple[float, float]],
     r2: int,
     norm: Literal["l2", "l1"] = "l2",
+    prior: float = 0.0,
 ) -> list[tuple[float, float]]:
-    """Official nearest-neighbour tracking, one point at a time, on the upsampled map [1, C, H, W]."""
+    """Official nearest-neighbour tracking, one point at a time, on the upsampled map [1, C, H, W]
+    (``prior`` > 0: plus dragkit's least-motion prior, see :func:`dragkit.engine.ops.add_motion_prior`)."""
     H, W = feat_up.shape[-2:]
     out: list[tuple[float, float]] = []
     with torch.no_grad():
@@ -46,6 +48,14 @@ def track_points_reference(
                 dist = diff.abs().sum(dim=1)
             else:
                 raise InvalidInputError(f"norm: expected 'l2' or 'l1', got {norm!r}")
+            if prior > 0:
+                ys, xs = torch.meshgrid(
+                    torch.arange(up, down, dtype=torch.float32, device=dist.device),
+                    torch.arange(left, right, dtype=torch.float32, device=dist.device),
+                    indexing="ij",
+                )
+                moved = ((xs - x) ** 2 + (ys - y) ** 2).sqrt() / max(r2, 1)
+                dist = dist + prior * (dist.max() - dist.min()) * moved
             _, idx = torch.min(dist.view(1, -1), -1)
             width = right - left
             out.append((float(int(idx.item()) % width + left), float(int(idx.item()) // width + up)))

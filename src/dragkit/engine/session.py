@@ -473,16 +473,28 @@ class DragSession:
                 new_handles = tuple((float(x), float(y)) for x, y in fd.virtual.tolist())
             elif s.tracker == "patch":  # no official form: both impls track on the native grid
                 tracked = ops.track_points_patch(
-                    native, segment.templates, self._tensor(st.handles), s.r2, s.track_patch, self.image_shape
+                    native,
+                    segment.templates,
+                    self._tensor(st.handles),
+                    s.r2,
+                    s.track_patch,
+                    self.image_shape,
+                    s.track_prior,
                 )
                 new_handles = tuple((float(x), float(y)) for x, y in tracked.tolist())
             elif reference:
                 new_handles = tuple(
-                    track_points_reference(feat, segment.templates, list(st.handles), s.r2, s.track_norm)
+                    track_points_reference(feat, segment.templates, list(st.handles), s.r2, s.track_norm, s.track_prior)
                 )
             else:
                 tracked = ops.track_points(
-                    feat, segment.templates, self._tensor(st.handles), s.r2, self.image_shape, s.track_norm
+                    feat,
+                    segment.templates,
+                    self._tensor(st.handles),
+                    s.r2,
+                    self.image_shape,
+                    s.track_norm,
+                    s.track_prior,
                 )
                 new_handles = tuple((float(x), float(y)) for x, y in tracked.tolist())
 
