@@ -171,6 +171,11 @@ class _State:
         return 0 if self.trajectory is None else self.trajectory.length
 
 
+def _as_points(points: torch.Tensor) -> tuple[Point, ...]:
+    """[N, 2] tensor → ((x, y), …) of Python floats."""
+    return tuple((float(x), float(y)) for x, y in points.tolist())
+
+
 class DragSession:
     """One DragGAN edit of one latent (design.md §3).
 
@@ -463,40 +468,7 @@ class DragSession:
             segment = st.segment if st.segment is not None else self._make_segment(native.detach(), st.handles)
 
             # 2. point tracking (freedrag: plan the sub-motion)
-            fd: _FreeDragState | None = None
-            fd_done = False
-            if s.tracker == "freedrag":
-                fd = st.freedrag if st.segment is not None and st.freedrag is not None else None
-                if fd is None:
-                    fd = self._freedrag_start(segment.features0, st.handles)
-                fd, fd_done = self._freedrag_plan(fd, native.detach(), st.targets)
-                new_handles = tuple((float(x), float(y)) for x, y in fd.virtual.tolist())
-            elif s.tracker == "patch":  # no official form: both impls track on the native grid
-                tracked = ops.track_points_patch(
-                    native,
-                    segment.templates,
-                    self._tensor(st.handles),
-                    s.r2,
-                    s.track_patch,
-                    self.image_shape,
-                    s.track_prior,
-                )
-                new_handles = tuple((float(x), float(y)) for x, y in tracked.tolist())
-            elif reference:
-                new_handles = tuple(
-                    track_points_reference(feat, segment.templates, list(st.handles), s.r2, s.track_norm, s.track_prior)
-                )
-            else:
-                tracked = ops.track_points(
-                    feat,
-                    segment.templates,
-                    self._tensor(st.handles),
-                    s.r2,
-                    self.image_shape,
-                    s.track_norm,
-                    s.track_prior,
-                )
-                new_handles = tuple((float(x), float(y)) for x, y in tracked.tolist())
+            new_handles, fd, fd_done = self._track(st, segment, native, feat)
 
             # 3. stop check
             dist = ops.point_distances(self._tensor(new_handles), self._tensor(st.targets))
@@ -614,6 +586,29 @@ class DragSession:
         centres = self._tensor(handles).round()
         templates = ops.sample_at_pixels(features0, centres, self.image_shape).detach()
         return _Segment(features0, templates, handles)
+
+    def _track(
+        self, st: _State, segment: _Segment, native: torch.Tensor, feat: torch.Tensor
+    ) -> tuple[tuple[Point, ...], _FreeDragState | None, bool]:
+        """Step 2: new handle positions; for freedrag also its new state and whether every point arrived."""
+        s = self.settings
+        if s.tracker == "freedrag":
+            fd = st.freedrag if st.segment is not None else None
+            if fd is None:
+                fd = self._freedrag_start(segment.features0, st.handles)
+            fd, done = self._freedrag_plan(fd, native.detach(), st.targets)
+            return _as_points(fd.virtual), fd, done
+        handles = self._tensor(st.handles)
+        if s.tracker == "patch":  # no official form: both impls track on the native grid
+            args = (segment.templates, handles, s.r2, s.track_patch, self.image_shape, s.track_prior)
+            return _as_points(ops.track_points_patch(native, *args)), None, False
+        if s.impl == "reference":
+            tracked = track_points_reference(
+                feat, segment.templates, list(st.handles), s.r2, s.track_norm, s.track_prior
+            )
+            return tuple(tracked), None, False
+        args2 = (segment.templates, handles, s.r2, self.image_shape, s.track_norm, s.track_prior)
+        return _as_points(ops.track_points(feat, *args2)), None, False
 
     def _freedrag_start(self, features0: torch.Tensor, handles: tuple[Point, ...]) -> _FreeDragState:
         """Templates from F0 at the handles, the expected loss calibrated on F0 (:func:`freedrag.calibrate`)."""
