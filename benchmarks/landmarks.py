@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sub-motion-cells", type=float, default=3.0, help="freedrag: sub-motion length (cells)")
     parser.add_argument("--sub-motion-loss", type=float, default=1.0, help="freedrag: expected loss (1-cell units)")
     parser.add_argument(
-        "--tracker", choices=["nn", "patch", "freedrag"], default=None, help="point tracker (default: hint)"
+        "--tracker", choices=["nn", "patch", "freedrag", "flow"], default=None, help="point tracker (default: hint)"
     )
     parser.add_argument("--track-prior", type=float, default=0.0, help="least-motion prior of the tracker")
     parser.add_argument("--track-patch", type=int, default=2, help="patch tracker half-size in feature cells")

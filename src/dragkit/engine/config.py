@@ -17,13 +17,13 @@ from dragkit.errors import InvalidInputError
 
 WMode = Literal["w+", "w"]
 TrackNorm = Literal["l2", "l1"]
-Tracker = Literal["nn", "patch", "freedrag"]
+Tracker = Literal["nn", "patch", "freedrag", "flow"]
 Impl = Literal["fast", "reference"]
 StopRule = Literal["paper", "official"] | float
 
 W_MODES: tuple[str, ...] = ("w+", "w")
 TRACK_NORMS: tuple[str, ...] = ("l2", "l1")
-TRACKERS: tuple[str, ...] = ("nn", "patch", "freedrag")
+TRACKERS: tuple[str, ...] = ("nn", "patch", "freedrag", "flow")
 IMPLS: tuple[str, ...] = ("fast", "reference")
 STOP_RULES: tuple[str, ...] = ("paper", "official")
 

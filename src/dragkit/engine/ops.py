@@ -32,6 +32,7 @@ from dragkit.errors import InvalidInputError
 __all__ = [
     "add_motion_prior",
     "fixed_region_weights",
+    "flow_image",
     "latent_loss",
     "mask_loss",
     "motion_loss",
@@ -42,6 +43,7 @@ __all__ = [
     "sample_bilinear",
     "stop_distance",
     "track_points",
+    "track_points_flow",
     "track_points_patch",
     "upsample_features",
 ]
@@ -324,6 +326,97 @@ def track_points_patch(
                 cost = add_motion_prior(cost[None], q[None], centre[None], r2, prior)[0]
             out.append(q[int(cost.argmin())])
         return torch.stack(out)
+
+
+def flow_image(image: torch.Tensor, size: int = 512) -> torch.Tensor:
+    """A display image → the grey image the flow tracker works on: [1, 3, H, W] in about [-1, 1] → [1, 1, h, w].
+
+    Luma (Rec. 601 weights), area-downsampled so that the longer side is at most ``size`` (H / h must then be an
+    integer factor, as for every generator here).
+    """
+    if image.ndim != 4 or image.shape[:2] != (1, 3):
+        raise InvalidInputError(f"image: expected [1, 3, H, W], got {list(image.shape)}")
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device).reshape(1, 3, 1, 1)
+    grey = (image.detach() * weights).sum(dim=1, keepdim=True)
+    factor = max(1, max(image.shape[-2:]) // size)
+    return F.avg_pool2d(grey, factor) if factor > 1 else grey
+
+
+def track_points_flow(
+    prev: torch.Tensor,
+    cur: torch.Tensor,
+    handles: torch.Tensor,
+    image_shape: tuple[int, int],
+    radius: int = 8,
+    levels: int = 2,
+    iters: int = 8,
+) -> torch.Tensor:
+    """Flow tracking: each handle follows the image motion between two consecutive frames (pyramidal Lucas–Kanade).
+
+    prev, cur: grey frames [1, 1, h, w] (:func:`flow_image`) of the latents the previous and this step started from;
+    handles: [N, 2] (x, y) image pixels of an ``image_shape`` image, where they were in ``prev``. Each point's
+    (2·radius + 1)² window (grey-frame pixels, Gaussian-weighted, brightness offset removed) is matched in ``cur`` by
+    Gauss–Newton, coarse to fine over ``levels`` halvings. Where the window has texture in one direction only (an
+    edge) the tangential motion is unobservable and stays near zero: the handle then lags rather than runs ahead.
+    Returns [N, 2] fractional (x, y) image pixels, without gradient.
+    """
+    if prev.shape != cur.shape or prev.ndim != 4 or prev.shape[:2] != (1, 1):
+        raise InvalidInputError(
+            f"frames: expected two [1, 1, h, w] grey images, got {list(prev.shape)}, {list(cur.shape)}"
+        )
+    _check_points("handles", handles)
+    H, W = image_shape
+    h, w = int(prev.shape[-2]), int(prev.shape[-1])
+    sx, sy = w / W, h / H
+    # image pixel → grey-frame pixel (pixel centres)
+    pts = torch.stack([(handles[:, 0] + 0.5) * sx - 0.5, (handles[:, 1] + 0.5) * sy - 0.5], dim=-1).to(torch.float32)
+    offsets = _window_offsets(radius, handles.device)  # [K, 2]
+    sigma = max(radius / 2, 1.0)
+    weight = torch.exp(-(offsets.pow(2).sum(-1)) / (2 * sigma**2))  # [K]
+    pyr_prev, pyr_cur = [prev.detach().float()], [cur.detach().float()]
+    for _ in range(levels - 1):
+        pyr_prev.append(F.avg_pool2d(pyr_prev[-1], 2))
+        pyr_cur.append(F.avg_pool2d(pyr_cur[-1], 2))
+    flow = torch.zeros_like(pts)  # at the finest level
+    with torch.no_grad():
+        for level in reversed(range(levels)):
+            scale = 2.0**level
+            a, b = pyr_prev[level], pyr_cur[level]
+            lh, lw = int(a.shape[-2]), int(a.shape[-1])
+            p = (pts + 0.5) / scale - 0.5  # [N, 2] at this level
+            u = flow / scale
+            grid = p.unsqueeze(1) + offsets.unsqueeze(0)  # [N, K, 2]
+            tmpl = sample_at_pixels(a, grid, (lh, lw))[..., 0]  # [N, K]
+            gx = (
+                sample_at_pixels(a, grid + torch.tensor([0.5, 0.0]), (lh, lw))
+                - sample_at_pixels(a, grid - torch.tensor([0.5, 0.0]), (lh, lw))
+            )[..., 0]
+            gy = (
+                sample_at_pixels(a, grid + torch.tensor([0.0, 0.5]), (lh, lw))
+                - sample_at_pixels(a, grid - torch.tensor([0.0, 0.5]), (lh, lw))
+            )[..., 0]
+            wsum = weight.sum()
+            tmpl = tmpl - (tmpl * weight).sum(-1, keepdim=True) / wsum
+            gx = gx - (gx * weight).sum(-1, keepdim=True) / wsum
+            gy = gy - (gy * weight).sum(-1, keepdim=True) / wsum
+            axx, axy, ayy = (weight * gx * gx).sum(-1), (weight * gx * gy).sum(-1), (weight * gy * gy).sum(-1)
+            ridge = 1e-3 * (axx + ayy).clamp_min(1e-12)  # keeps unobservable directions at zero motion
+            axx, ayy = axx + ridge, ayy + ridge
+            det = axx * ayy - axy * axy
+            for _ in range(iters):
+                warped = sample_at_pixels(b, grid + u.unsqueeze(1), (lh, lw))[..., 0]
+                warped = warped - (warped * weight).sum(-1, keepdim=True) / wsum
+                err = warped - tmpl
+                bx, by = (weight * gx * err).sum(-1), (weight * gy * err).sum(-1)
+                du = torch.stack([(ayy * bx - axy * by) / det, (axx * by - axy * bx) / det], dim=-1)
+                u = u - du
+                if float(du.abs().max()) < 1e-3:
+                    break
+            flow = u * scale
+    moved = pts + flow
+    out = torch.stack([(moved[:, 0] + 0.5) / sx - 0.5, (moved[:, 1] + 0.5) / sy - 0.5], dim=-1)
+    limit = torch.tensor([W - 1.0, H - 1.0], device=out.device)
+    return torch.minimum(out.clamp_min(0.0), limit).to(handles.dtype)
 
 
 def motion_loss(

@@ -165,6 +165,7 @@ class _State:
     segment: _Segment | None  # None: templates are (re)taken on the next step
     trajectory: _TrajectoryNode | None
     freedrag: _FreeDragState | None = None  # tracker "freedrag" only; valid while ``segment`` is not None
+    measured_in: torch.Tensor | None = None  # ws_opt of the latent the handles were tracked in (None: this one)
 
     @property
     def step(self) -> int:
@@ -224,6 +225,7 @@ class DragSession:
         self._image_cache: tuple[torch.Tensor, np.ndarray] | None = None
         self._fixed_cache: tuple[torch.Tensor, tuple[int, int], torch.Tensor] | None = None
         self._features0_up_cache: tuple[_Segment, torch.Tensor] | None = None  # reference path only
+        self._flow_cache: tuple[torch.Tensor, torch.Tensor] | None = None  # flow tracker: (ws_opt, grey frame)
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
@@ -467,8 +469,12 @@ class DragSession:
             feat = ops.upsample_features(native, self.image_shape) if reference else native
             segment = st.segment if st.segment is not None else self._make_segment(native.detach(), st.handles)
 
-            # 2. point tracking (freedrag: plan the sub-motion)
-            new_handles, fd, fd_done = self._track(st, segment, native, feat)
+            # 2. point tracking (freedrag: plan the sub-motion; flow: needs this latent's frame)
+            image = None
+            if s.tracker == "flow":
+                with torch.no_grad():
+                    image = out.image.detach() if out.image is not None else G.resume(out.state, ws.detach())
+            new_handles, fd, fd_done = self._track(st, segment, native, feat, image)
 
             # 3. stop check
             dist = ops.point_distances(self._tensor(new_handles), self._tensor(st.targets))
@@ -497,7 +503,7 @@ class DragSession:
 
             frame = None
             if render:
-                frame = self._frame(out, ws)
+                frame = self._frame(out, ws, image)
 
             result = StepResult(
                 step=st.step + 1,
@@ -518,6 +524,7 @@ class DragSession:
                     segment=segment,
                     trajectory=node,
                     freedrag=fd,
+                    measured_in=st.ws_opt,
                 )
             )
             logger.debug("step %d: loss %s, distances %s, done %s", result.step, loss_value, distances, done)
@@ -588,10 +595,18 @@ class DragSession:
         return _Segment(features0, templates, handles)
 
     def _track(
-        self, st: _State, segment: _Segment, native: torch.Tensor, feat: torch.Tensor
+        self, st: _State, segment: _Segment, native: torch.Tensor, feat: torch.Tensor, image: torch.Tensor | None
     ) -> tuple[tuple[Point, ...], _FreeDragState | None, bool]:
         """Step 2: new handle positions; for freedrag also its new state and whether every point arrived."""
         s = self.settings
+        if s.tracker == "flow":
+            assert image is not None
+            cur = ops.flow_image(image)
+            prev = cur  # points just set: they were placed on this latent's image
+            if st.segment is not None and st.measured_in is not None:
+                prev = self._flow_frame(st.measured_in)
+            self._flow_cache = (st.ws_opt, cur)  # the next step's "previous" frame
+            return _as_points(ops.track_points_flow(prev, cur, self._tensor(st.handles), self.image_shape)), None, False
         if s.tracker == "freedrag":
             fd = st.freedrag if st.segment is not None else None
             if fd is None:
@@ -609,6 +624,16 @@ class DragSession:
             return tuple(tracked), None, False
         args2 = (segment.templates, handles, s.r2, self.image_shape, s.track_norm, s.track_prior)
         return _as_points(ops.track_points(feat, *args2)), None, False
+
+    def _flow_frame(self, ws_opt: torch.Tensor) -> torch.Tensor:
+        """The flow tracker's grey frame of the latent with optimised rows ``ws_opt`` (cached for the last one)."""
+        cached = self._flow_cache
+        if cached is not None and cached[0] is ws_opt:
+            return cached[1]
+        with torch.no_grad():
+            out = self.generator.synthesize(self._compose_layers(ws_opt), self.settings.feature_block)
+        assert out.image is not None
+        return ops.flow_image(out.image)
 
     def _freedrag_start(self, features0: torch.Tensor, handles: tuple[Point, ...]) -> _FreeDragState:
         """Templates from F0 at the handles, the expected loss calibrated on F0 (:func:`freedrag.calibrate`)."""
@@ -746,11 +771,13 @@ class DragSession:
             raise StepFailedError("the Adam update produced a non-finite latent; lower the lr")
         return param.detach(), new_adam
 
-    def _frame(self, out: Any, ws: torch.Tensor) -> np.ndarray:
+    def _frame(self, out: Any, ws: torch.Tensor, image: torch.Tensor | None = None) -> np.ndarray:
+        """uint8 [H, W, 3] of the step's starting latent (``image``: already rendered, e.g. by the flow tracker)."""
         from dragkit.io.images import to_uint8
 
-        with torch.no_grad():
-            image = out.image.detach() if out.image is not None else self.generator.resume(out.state, ws.detach())
+        if image is None:
+            with torch.no_grad():
+                image = out.image.detach() if out.image is not None else self.generator.resume(out.state, ws.detach())
         return to_uint8(image)[0]
 
     def _commit(self, state: _State) -> None:
@@ -851,6 +878,7 @@ class DragSession:
                     "segment": seg,
                     "trajectory": node_id(st.trajectory),
                     "freedrag": None if st.freedrag is None else st.freedrag.to_dict(),
+                    "measured_in": None if st.measured_in is None else st.measured_in.cpu(),
                 }
 
             payload = {
@@ -931,6 +959,7 @@ class DragSession:
                 segment=None if s["segment"] < 0 else segments[s["segment"]],
                 trajectory=None if s["trajectory"] < 0 else nodes[s["trajectory"]],
                 freedrag=None if s.get("freedrag") is None else _FreeDragState.from_dict(s["freedrag"], device),
+                measured_in=None if s.get("measured_in") is None else s["measured_in"],
             )
 
         states = [to_state(s) for s in d["states"]]

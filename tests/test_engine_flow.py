@@ -1,0 +1,98 @@
+"""The flow tracker (pyramidal Lucas–Kanade on consecutive frames): known shifts, edges, and a session using it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dragkit.engine import DragConfig, DragSession, ops
+from dragkit.errors import InvalidInputError
+from dragkit.nn.stylegan2 import StyleGAN2Generator
+
+
+def _texture(seed: int = 0, size: int = 160) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return F.avg_pool2d(torch.randn(1, 1, size + 6, size + 6, dtype=torch.float64), 7, 1).float()  # smooth
+
+
+def _shift(base: torch.Tensor, dx: float, dy: float, size: int = 128) -> torch.Tensor:
+    """Content moved by (dx, dy) pixels: out(x, y) = base(x − dx + 16, y − dy + 16), bilinear."""
+    ys, xs = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
+    pts = torch.stack([xs - dx + 16, ys - dy + 16], dim=-1)
+    n = base.shape[-1]
+    return ops.sample_at_pixels(base, pts.reshape(-1, 2), (n, n)).reshape(1, 1, size, size)
+
+
+@pytest.mark.parametrize("shift", [(0.6, -0.3), (1.5, 1.0), (-3.0, 2.5), (0.0, 0.0)])
+def test_flow_recovers_a_shift_of_a_texture_also_under_gain_and_offset(shift: tuple[float, float]) -> None:
+    base = _texture()
+    prev = _shift(base, 0.0, 0.0)
+    cur = 1.3 * _shift(base, *shift) + 0.2
+    handles = torch.tensor([[60.0, 64.0], [90.0, 40.0]])  # image pixels of a 256² image (2 image px per frame px)
+    got = ops.track_points_flow(prev, cur, handles, (256, 256))
+    expected = handles + 2 * torch.tensor(shift)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0.3)  # 0.15 frame pixels
+
+
+def test_flow_along_an_edge_does_not_invent_tangential_motion() -> None:
+    ys = torch.arange(128, dtype=torch.float32).reshape(1, 1, 128, 1).expand(1, 1, 128, 128)
+    edge = torch.sigmoid(ys - 64.0)  # horizontal edge: a shift along x is invisible
+    handles = torch.tensor([[64.0, 64.0]])
+    got = ops.track_points_flow(edge, edge, handles, (128, 128))
+    torch.testing.assert_close(got, handles, rtol=0, atol=1e-3)
+    moved = torch.sigmoid(ys - 65.0)  # the edge moved down by 1
+    got = ops.track_points_flow(edge, moved, handles, (128, 128))
+    assert abs(float(got[0, 0]) - 64.0) < 1e-2 and abs(float(got[0, 1]) - 65.0) < 0.1
+
+
+def test_flow_image_and_bad_input() -> None:
+    img = torch.rand(1, 3, 64, 64) * 2 - 1
+    grey = ops.flow_image(img, size=32)
+    assert grey.shape == (1, 1, 32, 32)
+    expected = F.avg_pool2d((img * torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)).sum(1, keepdim=True), 2)
+    torch.testing.assert_close(grey, expected)
+    with pytest.raises(InvalidInputError, match="image"):
+        ops.flow_image(torch.rand(3, 64, 64))
+    with pytest.raises(InvalidInputError, match="frames"):
+        ops.track_points_flow(grey, torch.rand(1, 1, 16, 16), torch.zeros(1, 2), (64, 64))
+
+
+CFG = DragConfig(lr=0.02, r1=2, r2=3, tracker="flow")
+HANDLES = [(10.0, 12.0), (20.0, 8.0)]
+TARGETS = [(16.0, 14.0), (14.0, 4.0)]
+
+
+def _session(G: StyleGAN2Generator) -> DragSession:
+    sess = DragSession.from_seed(G, 0, config=CFG)
+    sess.set_points(HANDLES, TARGETS)
+    return sess
+
+
+def test_session_flow_first_step_keeps_the_handles_then_follows_the_frames(tiny_g: StyleGAN2Generator) -> None:
+    sess = _session(tiny_g)
+    first = sess.step(render=True)
+    assert first.handles == HANDLES  # nothing to compare with yet
+    assert first.frame is not None
+    image0 = sess.image()  # the latent after step 1
+    r = sess.step(render=True)
+    assert r.frame is not None and (r.frame == image0).all()  # the frame is the step's starting latent
+    results = [sess.step() for _ in range(10)]
+    assert any(h != tuple(p) for res in results for h, p in zip(res.handles, HANDLES, strict=True))
+
+
+def test_session_flow_save_load_and_undo_continue_exactly(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
+    whole, part = _session(tiny_g), _session(tiny_g)
+    whole.run(max_steps=9)
+    part.run(max_steps=5)
+    loaded = DragSession.load(part.save(tmp_path / "s.pt"), tiny_g)
+    loaded.run(max_steps=4)
+    assert loaded.trajectory == whole.trajectory
+    assert torch.equal(loaded.ws, whole.ws)
+    whole.undo(3)  # the handles' frame is re-rendered after undo: continuing gives the same steps again
+    redo = [whole.step() for _ in range(3)]
+    assert [r.handles for r in redo] == [r.handles for r in loaded.trajectory[-3:]]
