@@ -111,6 +111,17 @@ def mean_dist(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b, axis=1).mean())
 
 
+def draw_subsets(pair_index: int, counts: list[int]) -> dict[int, np.ndarray]:
+    """The landmark subsets of one pair: for each count n in order, n sorted indices drawn without replacement
+    from a generator seeded with 1000 + pair_index (all 68 for n ≥ 68). Later counts depend on the earlier ones,
+    so ``--draw-points`` fixes the order when a run does only some of the counts."""
+    rng = np.random.RandomState(1000 + pair_index)
+    out: dict[int, np.ndarray] = {}
+    for n in counts:
+        out[n] = np.arange(68) if n >= 68 else np.sort(rng.choice(68, size=n, replace=False))
+    return out
+
+
 def image_change(before: np.ndarray, after: np.ndarray) -> float:
     """Mean |Δ| of the uint8 RGB values at 512×512 (0–255): how much the whole image changed.
 
@@ -195,9 +206,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 logger.info("seeds %s: no face detected, skipped", seeds)
                 continue
             lm1, lm2 = lms[0], lms[1]
-            rng = np.random.RandomState(1000 + pair_index)
+            subsets = draw_subsets(pair_index, args.draw_points or args.points)
             for n in args.points:
-                idx = np.arange(68) if n >= 68 else np.sort(rng.choice(68, size=n, replace=False))
+                idx = subsets[n]
                 handles = eval_to_image(lm1[idx], (H, W))
                 targets = eval_to_image(lm2[idx], (H, W))
                 d_stop = (1.0 if n <= 5 else 2.0) * H / EVAL_RES
@@ -309,6 +320,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--network", default="default", help="model name or checkpoint path (default: default)")
     parser.add_argument("--pairs", type=int, default=20, help="seed pairs with detected faces (default 20)")
     parser.add_argument("--points", type=int, nargs="+", default=[1, 5, 68], help="point counts (default 1 5 68)")
+    parser.add_argument(
+        "--draw-points",
+        type=int,
+        nargs="+",
+        default=None,
+        help="draw landmark subsets as a run with these counts would (default: --points); e.g. '--points 5 "
+        "--draw-points 1 5 68' edits the same 5-point subsets as the full protocol",
+    )
     parser.add_argument("--max-steps", type=int, default=300, help="steps per edit at most (paper: 300)")
     parser.add_argument("--psi", type=float, default=0.7, help="truncation of both faces (default 0.7)")
     parser.add_argument("--seed-base", type=int, default=0, help="first seed (pairs use 2i, 2i+1 from here)")
@@ -334,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default="out/landmarks", help="output directory (default out/landmarks)")
     args = parser.parse_args(argv)
+    if args.draw_points is not None and not set(args.points) <= set(args.draw_points):
+        parser.error("--draw-points must include every count of --points")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads is not None:
         torch.set_num_threads(args.threads)

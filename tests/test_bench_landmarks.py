@@ -56,3 +56,11 @@ def test_summarise(lm: ModuleType) -> None:
     assert (s["1"]["edits"], s["1"]["face_lost"], s["1"]["arrived"]) == (3, 1, 3)
     assert (s["1"]["image_change"], s["1"]["image_change_max"]) == (pytest.approx(3.33, abs=0.01), 6.0)
     assert (s["5"]["ratio"], s["5"]["arrived"]) == (0.25, 0)
+
+
+def test_draw_subsets_depend_on_the_draw_order_only(lm: ModuleType) -> None:
+    full = lm.draw_subsets(3, [1, 5, 68])
+    assert full[1].shape == (1,) and full[5].shape == (5,) and list(full[68]) == list(range(68))
+    assert list(lm.draw_subsets(3, [1, 5])[5]) == list(full[5])  # what '--points 5 --draw-points 1 5' edits
+    assert len(set(full[5].tolist())) == 5 and list(full[5]) == sorted(full[5])
+    assert lm.draw_subsets(4, [1, 5])[5].tolist() != full[5].tolist()  # another pair, another subset
