@@ -13,6 +13,8 @@ Reported per edit and summarised per n (all distances in pixels at 512×512):
 
 - MD: mean distance between the result's re-detected landmarks and the targets (the paper's metric);
 - no-edit MD: the same for face 1 itself (what doing nothing scores);
+- ratio: MD / no-edit MD over the edits whose result still has a detectable face; ``face_lost`` counts the others
+  and ``ratio_lost_as_no_edit`` counts each of them as no progress (MD = its no-edit MD);
 - drift: mean distance between where the tracker believes each handle ended and where dlib finds that landmark
   on the result (how far tracking and the image disagree);
 - image change: mean |Δ| of the RGB values (0–255) between face 1 and the result at 512×512 — large when the
@@ -302,6 +304,12 @@ def summarise(records: list[dict[str, Any]], points: list[int]) -> dict[str, Any
             "md": round(md, 3),
             "md_no_edit": round(md0, 3),
             "ratio": round(md / md0, 3) if md0 else None,
+            # a lost face (no landmarks on the result) counted as no progress: MD = its no-edit MD
+            "ratio_lost_as_no_edit": round(
+                statistics.fmean(r["md_no_edit"] if r["md"] is None else r["md"] for r in rs)
+                / statistics.fmean(r["md_no_edit"] for r in rs),
+                3,
+            ),
             "md_median": round(statistics.median(r["md"] for r in ok), 3) if ok else None,
             "drift": round(statistics.fmean(r["drift"] for r in ok), 3) if ok else None,
             "tracked_to_target": round(statistics.fmean(r["tracked_to_target"] for r in rs), 3),

@@ -54,6 +54,7 @@ def test_summarise(lm: ModuleType) -> None:
     assert set(s) == {"1", "5"}
     assert (s["1"]["md"], s["1"]["md_no_edit"], s["1"]["ratio"]) == (3.0, 10.0, 0.3)
     assert (s["1"]["edits"], s["1"]["face_lost"], s["1"]["arrived"]) == (3, 1, 3)
+    assert s["1"]["ratio_lost_as_no_edit"] == pytest.approx((2 + 4 + 30) / 50, abs=1e-3)
     assert (s["1"]["image_change"], s["1"]["image_change_max"]) == (pytest.approx(3.33, abs=0.01), 6.0)
     assert (s["5"]["ratio"], s["5"]["arrived"]) == (0.25, 0)
 

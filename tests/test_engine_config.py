@@ -114,8 +114,10 @@ def test_tracker_and_motion_step_come_from_hints_unless_set() -> None:
         hint_lr=1e-3,
         hint_tracker="patch",
         hint_motion_step=2.0,
+        hint_r1=5,
     )
-    assert (r.tracker, r.motion_step) == ("patch", 2.0)
+    assert (r.tracker, r.motion_step, r.r1) == ("patch", 2.0, 5)
+    assert _resolve(DragConfig(r1=2)).r1 == 2  # the user's value wins over the default and any hint
     r = _resolve(DragConfig(tracker="patch", track_patch=0, motion_step=0.5))
     assert (r.tracker, r.track_patch, r.motion_step) == ("patch", 0, 0.5)
     for bad in (

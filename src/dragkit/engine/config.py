@@ -78,7 +78,7 @@ class DragConfig:
     optimize_ws: int | tuple[int, ...] | None = None  # first k W+ layers, or explicit indices (None: hints)
     w_mode: WMode = "w+"  # 'w+': one vector per optimised layer; 'w': one w repeated into those layers
     feature_block: int | None = None  # FeatureLevel index used for the loss and tracking (None: hints)
-    r1: int | None = None  # motion-supervision patch radius in image pixels (None: round(3/512·H), ≥ 1)
+    r1: int | None = None  # motion-supervision patch radius in image pixels (None: hints, else round(3/512·H))
     r2: int | None = None  # tracking window half-size in image pixels (None: round(12/512·H), ≥ 1)
     mask_lambda: float = 20.0  # λ of the fixed-region term (only used when a mask has both values)
     latent_reg: float = 0.0  # γ of γ·mean|ws − w0| (official code: 0)
@@ -165,6 +165,7 @@ class DragConfig:
         hint_lr: float,
         hint_tracker: str = "nn",
         hint_motion_step: float = 1.0,
+        hint_r1: int | None = None,
     ) -> ResolvedConfig:
         """Fill every ``None`` from the model's hints and the image height H; check indices against the model."""
         H = image_shape[0]
@@ -190,7 +191,7 @@ class DragConfig:
             optimize_ws=tuple(sorted(layers)),
             w_mode=self.w_mode,
             feature_block=block,
-            r1=default_r1 if self.r1 is None else self.r1,
+            r1=self.r1 if self.r1 is not None else default_r1 if hint_r1 is None else hint_r1,
             r2=default_r2 if self.r2 is None else self.r2,
             mask_lambda=float(self.mask_lambda),
             latent_reg=float(self.latent_reg),

@@ -213,6 +213,7 @@ class DragSession:
             hint_lr=hints.lr,
             hint_tracker=hints.tracker,
             hint_motion_step=hints.motion_step,
+            hint_r1=hints.r1,
         )
         self.history_limit = history_limit
         self.device = generator.w_avg.device

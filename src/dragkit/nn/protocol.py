@@ -43,6 +43,7 @@ class DragHints:
     ``lr``: Adam learning rate.
     ``tracker``: point tracker, ``'nn'`` (the paper's nearest neighbour) or ``'patch'`` (centred-cosine patch match).
     ``motion_step``: length of the motion-supervision shift d_i in image pixels (the paper: 1).
+    ``r1``: motion-supervision patch radius in image pixels (None: the paper's round(3/512·H)).
     """
 
     feature_block: int
@@ -50,6 +51,7 @@ class DragHints:
     lr: float = 2e-3
     tracker: str = "nn"
     motion_step: float = 1.0
+    r1: int | None = None
 
 
 @dataclass
