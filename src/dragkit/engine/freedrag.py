@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from dragkit.engine.ops import _cell, _check_feat, _check_points, _window_offsets, sample_at_pixels
+from dragkit.engine.ops import _check_feat, _check_points, _window_offsets, cell_size, sample_at_pixels
 from dragkit.errors import InvalidInputError
 
 __all__ = ["calibrate", "choose_targets", "patch_loss", "patch_offsets", "sample_patches", "template_weight"]
@@ -72,7 +72,7 @@ def patch_loss(
 def calibrate(feat0: torch.Tensor, handles: torch.Tensor, offsets: torch.Tensor, image_shape: tuple[int, int]) -> float:
     """m1: mean L1 between each handle's F0 patch and the patches one native cell left/right/up/down (> 0)."""
     with torch.no_grad():
-        cell = float(_cell(feat0, image_shape))
+        cell = float(cell_size(feat0, image_shape))
         shifts = torch.tensor([[cell, 0.0], [-cell, 0.0], [0.0, cell], [0.0, -cell]], device=handles.device)
         base = sample_patches(feat0, handles, offsets, image_shape)  # [N, P, C]
         moved = sample_patches(feat0, handles.unsqueeze(1) + shifts, offsets, image_shape)  # [N, 4, P, C]

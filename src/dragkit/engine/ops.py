@@ -31,6 +31,7 @@ from dragkit.errors import InvalidInputError
 
 __all__ = [
     "add_motion_prior",
+    "cell_size",
     "fixed_region_weights",
     "flow_image",
     "latent_loss",
@@ -239,7 +240,7 @@ def _centred(feat: torch.Tensor) -> torch.Tensor:
     return feat - feat.mean(dim=(2, 3), keepdim=True)
 
 
-def _cell(feat: torch.Tensor, image_shape: tuple[int, int]) -> int:
+def cell_size(feat: torch.Tensor, image_shape: tuple[int, int]) -> int:
     """Image pixels per native feature cell (1 when the map is already at image size), at least 1."""
     return max(1, round(image_shape[1] / feat.shape[-1]))
 
@@ -262,7 +263,7 @@ def patch_templates(
         raise InvalidInputError(f"patch: expected an int ≥ 0, got {patch!r}")
     H, W = _image_shape(feat0, image_shape)
     with torch.no_grad():
-        offsets = _window_offsets(patch, handles.device) * _cell(feat0, (H, W))
+        offsets = _window_offsets(patch, handles.device) * cell_size(feat0, (H, W))
         points = handles.to(torch.float32).round().unsqueeze(1) + offsets.unsqueeze(0)  # [N, P, 2]
         return sample_at_pixels(_centred(feat0.detach()), points, (H, W))
 
@@ -299,7 +300,7 @@ def track_points_patch(
         raise InvalidInputError(f"r2: expected an int ≥ 0, got {r2!r}")
     device = handles.device
     with torch.no_grad():
-        cell = _cell(feat, (H, W))
+        cell = cell_size(feat, (H, W))
         reach = r2 + patch * cell  # every patch sample of every candidate lies in this square around the centre
         grid = _window_offsets(reach, device)  # [G, 2], row-major on a (2·reach + 1)² lattice
         n = 2 * reach + 1
@@ -340,6 +341,13 @@ def flow_image(image: torch.Tensor, size: int = 512) -> torch.Tensor:
     grey = (image.detach() * weights).sum(dim=1, keepdim=True)
     factor = max(1, max(image.shape[-2:]) // size)
     return F.avg_pool2d(grey, factor) if factor > 1 else grey
+
+
+def _central_difference(img: torch.Tensor, points: torch.Tensor, axis: int, size: tuple[int, int]) -> torch.Tensor:
+    """∂img/∂x (axis 0) or ∂img/∂y (axis 1) at points [N, K, 2] of a grey image [1, 1, h, w], by ±½ pixel: [N, K]."""
+    half = torch.zeros(2, device=points.device, dtype=points.dtype)
+    half[axis] = 0.5
+    return (sample_at_pixels(img, points + half, size) - sample_at_pixels(img, points - half, size))[..., 0]
 
 
 def track_points_flow(
@@ -387,14 +395,7 @@ def track_points_flow(
             u = flow / scale
             grid = p.unsqueeze(1) + offsets.unsqueeze(0)  # [N, K, 2]
             tmpl = sample_at_pixels(a, grid, (lh, lw))[..., 0]  # [N, K]
-            gx = (
-                sample_at_pixels(a, grid + torch.tensor([0.5, 0.0]), (lh, lw))
-                - sample_at_pixels(a, grid - torch.tensor([0.5, 0.0]), (lh, lw))
-            )[..., 0]
-            gy = (
-                sample_at_pixels(a, grid + torch.tensor([0.0, 0.5]), (lh, lw))
-                - sample_at_pixels(a, grid - torch.tensor([0.0, 0.5]), (lh, lw))
-            )[..., 0]
+            gx, gy = (_central_difference(a, grid, axis, (lh, lw)) for axis in (0, 1))
             wsum = weight.sum()
             tmpl = tmpl - (tmpl * weight).sum(-1, keepdim=True) / wsum
             gx = gx - (gx * weight).sum(-1, keepdim=True) / wsum

@@ -675,7 +675,7 @@ class DragSession:
                 templates = weight * current + (1 - weight) * fd.templates
                 if bool(arrived.all()):
                     return replace(fd, templates=templates, arrived=arrived), True
-            cell = float(self.image_shape[1]) / float(feat.shape[-1])
+            cell = ops.cell_size(feat, self.image_shape)
             virtual = freedrag.choose_targets(
                 feat,
                 fd.virtual,
