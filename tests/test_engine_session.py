@@ -275,6 +275,27 @@ def test_save_load_continue_equals_an_uninterrupted_run(
     assert torch.equal(plain["w0"], part.w0)
 
 
+def test_load_accepts_a_file_written_before_the_tracker_settings_existed(
+    tiny_g: StyleGAN2Generator, tmp_path: Path
+) -> None:
+    sess = _session(tiny_g)
+    sess.run(max_steps=3)
+    payload = torch.load(sess.save(tmp_path / "new.pt"), weights_only=True)
+    added = ("tracker", "track_patch", "track_prior", "sub_motion_cells", "sub_motion_loss", "sub_motion_steps")
+    for key in (*added, "motion_step"):  # what the first release wrote: none of these keys
+        payload["settings"].pop(key)
+        payload["config"].pop(key)
+    for st in payload["states"]:
+        st.pop("freedrag")
+        st.pop("measured_in")
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = DragSession.load(tmp_path / "old.pt", tiny_g)
+    _same_state(loaded, sess)
+    loaded.run(max_steps=2)
+    sess.run(max_steps=2)
+    _same_state(loaded, sess)
+
+
 def test_load_rejects_another_generator_and_bad_files(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
     from tests.conftest import TINY_CONFIG, make_tiny_generator
 

@@ -83,7 +83,7 @@ class DragConfig:
     mask_lambda: float = 20.0  # λ of the fixed-region term (only used when a mask has both values)
     latent_reg: float = 0.0  # γ of γ·mean|ws − w0| (official code: 0)
     track_norm: TrackNorm = "l2"  # distance between features when tracking ('l2' official, 'l1' paper)
-    tracker: Tracker | None = None  # 'nn' (paper), 'patch' (centred cosine) or 'freedrag' (None: hints)
+    tracker: Tracker | None = None  # 'nn' (paper), 'patch', 'freedrag' or 'flow' (None: hints)
     track_patch: int = 2  # 'patch': half-size of the patch in native feature cells
     track_prior: float = 0.0  # 'nn'/'patch': least-motion prior μ (0: none, the paper's tracker)
     sub_motion_cells: float = 3.0  # 'freedrag': longest sub-motion in native feature cells (official: 3)

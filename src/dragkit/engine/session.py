@@ -934,10 +934,12 @@ class DragSession:
             model_id=d["model_id"],
             history_limit=int(d["history_limit"]),
         )
-        if session.settings.to_dict() != d["settings"]:
+        # settings added after a file was written are absent from it; they resolve to the old behaviour
+        resolved = {k: v for k, v in session.settings.to_dict().items() if k in d["settings"]}
+        if resolved != d["settings"]:
             raise InvalidInputError(
                 f"{path}: the generator's drag defaults differ from the saved ones "
-                f"({session.settings.to_dict()} vs {d['settings']}); is it the model {d['model_id']!r}?"
+                f"({resolved} vs {d['settings']}); is it the model {d['model_id']!r}?"
             )
         segments = []
         for seg in d["segments"]:
