@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from dragkit.engine import DragConfig, DragSession
+from dragkit.engine.config import TRACKERS
 from dragkit.nn.protocol import Generator
 
 RANDOM_512 = "stylegan2-512-random"
@@ -57,20 +58,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(G: Generator, steps: int, warmup: int, device: torch.device, seed: int) -> dict[str, Any]:
-    """Step reference, fast and fast+frame sessions in turn; return median ms/step of each."""
+def measure(
+    G: Generator, steps: int, warmup: int, device: torch.device, seed: int, trackers: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Step reference, fast and fast+frame sessions in turn (plus a fast session per tracker in ``trackers``,
+    interleaved in the same loop); return the median ms/step of each."""
     H, W = G.img_shape
     handles = [(0.40 * W, 0.50 * H), (0.55 * W, 0.35 * H)]
     targets = [(0.55 * W, 0.55 * H), (0.60 * W, 0.20 * H)]  # far enough never to be reached in the run
-    variants = {"reference": ("reference", False), "fast": ("fast", False), "fast_with_frame": ("fast", True)}
+    variants = {
+        "reference": ("reference", False, None),
+        "fast": ("fast", False, None),
+        "fast_with_frame": ("fast", True, None),
+        **{f"fast_tracker_{t}": ("fast", False, t) for t in trackers},
+    }
     sessions = {}
-    for name, (impl, _) in variants.items():
-        sess = DragSession.from_seed(G, seed, psi=0.7, config=DragConfig(impl=impl, stop_rule=0.5))
+    for name, (impl, _, tracker) in variants.items():
+        config = DragConfig(impl=impl, stop_rule=0.5, tracker=tracker)
+        sess = DragSession.from_seed(G, seed, psi=0.7, config=config)
         sess.set_points([(round(x), round(y)) for x, y in handles], [(round(x), round(y)) for x, y in targets])
         sessions[name] = sess
     times: dict[str, list[float]] = {name: [] for name in variants}
     for i in range(warmup + steps):
-        for name, (_, render) in variants.items():
+        for name, (_, render, _) in variants.items():
             _sync(device)
             start = time.perf_counter()
             sessions[name].step(render=render)
@@ -84,6 +94,7 @@ def measure(G: Generator, steps: int, warmup: int, device: torch.device, seed: i
         "ms_all": {k: [round(v, 1) for v in t] for k, t in times.items()},
         "ratio_reference_over_fast": round(median["reference"] / median["fast"], 2),
         "ratio_reference_over_fast_with_frame": round(median["reference"] / median["fast_with_frame"], 2),
+        **{f"ratio_tracker_{t}_over_fast": round(median[f"fast_tracker_{t}"] / median["fast"], 2) for t in trackers},
         "same_handles_after_run": handles_equal,
         "max_latent_difference": float((sessions["reference"].ws - sessions["fast"].ws).abs().max()),
     }
@@ -101,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="torch CPU threads (default: torch's; 1 is steadier on a busy machine)",
+    )
+    parser.add_argument(
+        "--trackers",
+        nargs="*",
+        default=[],
+        choices=list(TRACKERS),
+        help="also time a fast step with each of these trackers (e.g. --trackers nn patch freedrag flow)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -120,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "feature_level": f"{level.name} ({level.channels}×{level.resolution}²)",
         "steps": args.steps,
         "warmup": args.warmup,
-        **measure(G, args.steps, args.warmup, device, args.seed),
+        **measure(G, args.steps, args.warmup, device, args.seed, tuple(args.trackers)),
     }
     if args.json:
         print(json.dumps(result))
