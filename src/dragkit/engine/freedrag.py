@@ -31,7 +31,15 @@ import torch
 from dragkit.engine.ops import _check_feat, _check_points, _window_offsets, cell_size, sample_at_pixels
 from dragkit.errors import InvalidInputError
 
-__all__ = ["calibrate", "choose_targets", "patch_loss", "patch_offsets", "sample_patches", "template_weight"]
+__all__ = [
+    "calibrate",
+    "choose_targets",
+    "mismatch",
+    "patch_loss",
+    "patch_offsets",
+    "sample_patches",
+    "template_weight",
+]
 
 LINE_SAMPLES = 10  # candidates on the search segment (official: 10)
 
@@ -66,6 +74,11 @@ def patch_loss(
     values = sample_patches(feat, points, offsets, image_shape)
     if values.shape != templates.shape:
         raise InvalidInputError(f"templates: expected {list(values.shape)}, got {list(templates.shape)}")
+    return mismatch(values, templates)
+
+
+def mismatch(values: torch.Tensor, templates: torch.Tensor) -> torch.Tensor:
+    """``mean |values − T|`` over the patch and channels of already sampled patches: [..., P, C] → [...]."""
     return (values - templates.detach()).abs().mean(dim=(-2, -1))
 
 
@@ -135,8 +148,7 @@ def choose_targets(
             reach = d_max if good else 2 * d_max
             end = v + min(reach / (remain + 1e-8), 1.0) * (t - v)
             cand = v + fractions.unsqueeze(1) * (end - v)  # [S, 2]
-            values = sample_patches(feat, cand, offsets, image_shape)  # [S, P, C]
-            mismatch = (values - templates[i].unsqueeze(0)).abs().mean(dim=(-2, -1))  # [S]
+            mismatch = patch_loss(feat, cand, templates[i].expand(len(cand), -1, -1), offsets, image_shape)  # [S]
             pick = (mismatch - expected).abs().argmin() if good else mismatch.argmin()
             out[i] = cand[pick]
     return out

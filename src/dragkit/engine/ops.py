@@ -89,6 +89,12 @@ def _check_points(name: str, points: torch.Tensor) -> None:
         raise InvalidInputError(f"{name}: expected [..., 2] (x, y) points, got {list(points.shape)}")
 
 
+def _inside(points: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Which (x, y) points [..., 2] lie in the H × W image (pixel centres 0 … W − 1, 0 … H − 1): bool [...]."""
+    x, y = points[..., 0], points[..., 1]
+    return (x >= 0) & (x <= W - 1) & (y >= 0) & (y <= H - 1)
+
+
 def _image_shape(feat: torch.Tensor, image_shape: tuple[int, int] | None) -> tuple[int, int]:
     if image_shape is None:
         return int(feat.shape[-2]), int(feat.shape[-1])
@@ -145,9 +151,9 @@ def sample_bilinear(
     xs = torch.stack([x0, x0 + 1, x0, x0 + 1], dim=-1)  # [..., 4]
     ys = torch.stack([y0, y0, y0 + 1, y0 + 1], dim=-1)
     weights = torch.stack([(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay], dim=-1)
-    inside = (xs >= 0) & (xs <= W - 1) & (ys >= 0) & (ys <= H - 1)
-    weights = torch.where(inside, weights, torch.zeros_like(weights))
-    values = sample_at_pixels(feat, torch.stack([xs, ys], dim=-1), (H, W))  # [..., 4, C]
+    corners = torch.stack([xs, ys], dim=-1)  # [..., 4, 2]
+    weights = torch.where(_inside(corners, H, W), weights, torch.zeros_like(weights))
+    values = sample_at_pixels(feat, corners, (H, W))  # [..., 4, C]
     return (values * weights.unsqueeze(-1)).sum(dim=-2)
 
 
@@ -205,7 +211,7 @@ def track_points(
     with torch.no_grad():
         centres = handles.to(torch.float32).round()
         cand = centres.unsqueeze(1) + _window_offsets(r2, handles.device).unsqueeze(0)  # [N, K, 2]
-        inside = (cand[..., 0] >= 0) & (cand[..., 0] <= W - 1) & (cand[..., 1] >= 0) & (cand[..., 1] <= H - 1)
+        inside = _inside(cand, H, W)
         values = sample_at_pixels(feat.detach(), cand, (H, W))  # [N, K, C]
         diff = values - templates.detach().to(values.dtype).unsqueeze(1)
         dist = diff.norm(dim=-1) if norm == "l2" else diff.abs().sum(dim=-1)  # [N, K]
@@ -321,8 +327,7 @@ def track_points_patch(
             den = sq[index].sum(dim=-1).sqrt() * template.norm()
             score = num / den.clamp_min(1e-12)
             q = centre + cand
-            inside = (q[:, 0] >= 0) & (q[:, 0] <= W - 1) & (q[:, 1] >= 0) & (q[:, 1] <= H - 1)
-            cost = (1 - score).masked_fill(~inside, math.inf)
+            cost = (1 - score).masked_fill(~_inside(q, H, W), math.inf)
             if prior > 0:
                 cost = add_motion_prior(cost[None], q[None], centre[None], r2, prior)[0]
             out.append(q[int(cost.argmin())])
@@ -348,6 +353,11 @@ def _central_difference(img: torch.Tensor, points: torch.Tensor, axis: int, size
     half = torch.zeros(2, device=points.device, dtype=points.dtype)
     half[axis] = 0.5
     return (sample_at_pixels(img, points + half, size) - sample_at_pixels(img, points - half, size))[..., 0]
+
+
+def _zero_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """values [N, K] minus their ``weight``-weighted mean over K (the brightness offset of each window)."""
+    return values - (values * weight).sum(-1, keepdim=True) / weight.sum()
 
 
 def track_points_flow(
@@ -396,17 +406,14 @@ def track_points_flow(
             grid = p.unsqueeze(1) + offsets.unsqueeze(0)  # [N, K, 2]
             tmpl = sample_at_pixels(a, grid, (lh, lw))[..., 0]  # [N, K]
             gx, gy = (_central_difference(a, grid, axis, (lh, lw)) for axis in (0, 1))
-            wsum = weight.sum()
-            tmpl = tmpl - (tmpl * weight).sum(-1, keepdim=True) / wsum
-            gx = gx - (gx * weight).sum(-1, keepdim=True) / wsum
-            gy = gy - (gy * weight).sum(-1, keepdim=True) / wsum
+            tmpl, gx, gy = (_zero_mean(v, weight) for v in (tmpl, gx, gy))
             axx, axy, ayy = (weight * gx * gx).sum(-1), (weight * gx * gy).sum(-1), (weight * gy * gy).sum(-1)
             ridge = 1e-3 * (axx + ayy).clamp_min(1e-12)  # keeps unobservable directions at zero motion
             axx, ayy = axx + ridge, ayy + ridge
             det = axx * ayy - axy * axy
             for _ in range(iters):
                 warped = sample_at_pixels(b, grid + u.unsqueeze(1), (lh, lw))[..., 0]
-                warped = warped - (warped * weight).sum(-1, keepdim=True) / wsum
+                warped = _zero_mean(warped, weight)
                 err = warped - tmpl
                 bx, by = (weight * gx * err).sum(-1), (weight * gy * err).sum(-1)
                 du = torch.stack([(ayy * bx - axy * by) / det, (axx * by - axy * bx) / det], dim=-1)
@@ -449,8 +456,7 @@ def motion_loss(
     base = p.floor()
     # floor(p) + [-r1 - 1, r1 + 1]² holds every pixel q with ‖q − p‖ < r1, also for fractional p
     cand = base.unsqueeze(1) + _window_offsets(r1 + 1, p.device).unsqueeze(0)  # [M, K, 2]
-    inside = (cand[..., 0] >= 0) & (cand[..., 0] <= W - 1) & (cand[..., 1] >= 0) & (cand[..., 1] <= H - 1)
-    valid = inside & ((cand - p.unsqueeze(1)).norm(dim=-1) < r1)  # [M, K]
+    valid = _inside(cand, H, W) & ((cand - p.unsqueeze(1)).norm(dim=-1) < r1)  # [M, K]
     fixed = sample_at_pixels(feat.detach(), cand, (H, W))  # [M, K, C]
     moved = sample_bilinear(feat, cand + d.unsqueeze(1), (H, W))  # [M, K, C]
     per_pixel = (fixed - moved).abs().sum(dim=-1)  # [M, K]

@@ -667,11 +667,11 @@ class DragSession:
         loss_end = torch.zeros(n, device=self.device)
         with torch.no_grad():
             if fd.started:
-                loss_end = freedrag.patch_loss(feat, fd.virtual, fd.templates, offsets, self.image_shape)
+                current = freedrag.sample_patches(feat, fd.virtual, offsets, self.image_shape)  # [N, P, C]
+                loss_end = freedrag.mismatch(current, fd.templates)
                 close = (tgt - fd.virtual).norm(dim=-1) <= self.stop_distance()
                 arrived = close & (loss_end <= 0.25 * fd.expected)
                 weight = torch.where(arrived, 1.0, freedrag.template_weight(loss_end, fd.expected)).reshape(-1, 1, 1)
-                current = freedrag.sample_patches(feat, fd.virtual, offsets, self.image_shape)
                 templates = weight * current + (1 - weight) * fd.templates
                 if bool(arrived.all()):
                     return replace(fd, templates=templates, arrived=arrived), True
