@@ -8,6 +8,8 @@ the two images) both faces are generated (truncation ``--psi``), 68 landmarks ar
 frontal detector + ``shape_predictor_68_face_landmarks.dat`` on the image resized to 512×512 (Lanczos), and for
 each point count n in ``--points`` the same n landmarks (a seeded random subset; all 68 for n = 68) of face 1 are
 dragged to face 2's positions: at most ``--max-steps`` steps, then landmarks are re-detected on the result.
+``--first-pair k`` edits only pairs k … ``--pairs``−1 (the same seeds and landmark subsets as a whole run), so a
+protocol can be split across processes or resumed.
 
 Reported per edit and summarised per n (all distances in pixels at 512×512):
 
@@ -39,8 +41,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -53,6 +56,7 @@ from dragkit.nn.protocol import Generator
 from dragkit.nn.seeds import z_from_seed
 
 logger = logging.getLogger("landmarks")
+T = TypeVar("T")
 
 PREDICTOR_PATHS = (
     Path("/usr/share/dlib/shape_predictor_68_face_landmarks.dat"),
@@ -93,7 +97,7 @@ def to_eval(img: np.ndarray) -> np.ndarray:
     """uint8 [H, W, 3] → uint8 [512, 512, 3] (Lanczos), the grid every distance is measured on."""
     if img.shape[:2] == (EVAL_RES, EVAL_RES):
         return np.ascontiguousarray(img)
-    return np.asarray(Image.fromarray(img).resize((EVAL_RES, EVAL_RES), Image.LANCZOS))
+    return np.asarray(Image.fromarray(img).resize((EVAL_RES, EVAL_RES), Image.Resampling.LANCZOS))
 
 
 def eval_to_image(points: np.ndarray, size: tuple[int, int]) -> list[tuple[float, float]]:
@@ -132,6 +136,25 @@ def run_with_oracle(
     return last
 
 
+def face_pairs(
+    find: Callable[[tuple[int, int]], T | None], seed_base: int, pairs: int, first_pair: int = 0
+) -> Iterator[tuple[int, tuple[int, int], T]]:
+    """The protocol's pairs: seeds (b, b+1), (b+2, b+3) … from ``seed_base``; ``find(seeds)`` returns what the
+    edit needs, or None to skip the seeds (no face). Yields (pair index, seeds, found) for pair indices
+    ``first_pair`` … ``pairs − 1`` — the earlier pairs are found but not yielded, so a run can resume a protocol
+    (or split it across processes) and still edit the same pairs with the same landmark subsets."""
+    pair_index, seed = 0, seed_base
+    while pair_index < pairs:
+        seeds = (seed, seed + 1)
+        seed += 2
+        found = find(seeds)
+        if found is None:
+            continue
+        if pair_index >= first_pair:
+            yield pair_index, seeds, found
+        pair_index += 1
+
+
 def draw_subsets(pair_index: int, counts: list[int]) -> dict[int, np.ndarray]:
     """The landmark subsets of one pair: for each count n in order, n sorted indices drawn without replacement
     from a generator seeded with 1000 + pair_index (all 68 for n ≥ 68). Later counts depend on the earlier ones,
@@ -156,7 +179,7 @@ def image_change(before: np.ndarray, after: np.ndarray) -> float:
 
 def _draw(img: np.ndarray, groups: list[tuple[np.ndarray, str]], size: int = 256) -> Image.Image:
     """Panel: image resized to ``size`` with dots (512-grid coordinates) in colours."""
-    panel = Image.fromarray(to_eval(img)).resize((size, size), Image.LANCZOS)
+    panel = Image.fromarray(to_eval(img)).resize((size, size), Image.Resampling.LANCZOS)
     d = ImageDraw.Draw(panel)
     s = size / EVAL_RES
     for pts, colour in groups:
@@ -212,21 +235,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     jsonl = out / "landmarks.jsonl"
     records: list[dict[str, Any]] = []
     panels: list[list[Image.Image]] = []
-    pair_index, seed = 0, args.seed_base
     skipped: list[tuple[int, int]] = []
+
+    def faces(seeds: tuple[int, int]) -> tuple[list[torch.Tensor], list[np.ndarray], np.ndarray, np.ndarray] | None:
+        with torch.no_grad():
+            ws = [G.mapping(z_from_seed(s, G.z_dim).to(device), psi=args.psi) for s in seeds]
+            imgs = [to_uint8(G.synthesize(w, 0).image)[0] for w in ws]  # type: ignore[arg-type]
+        lms = [marker(img) for img in imgs]
+        if lms[0] is None or lms[1] is None:
+            skipped.append(seeds)
+            logger.info("seeds %s: no face detected, skipped", seeds)
+            return None
+        return ws, imgs, lms[0], lms[1]
+
     with open(jsonl, "w", encoding="utf-8") as fout:
-        while pair_index < args.pairs:
-            seeds = (seed, seed + 1)
-            seed += 2
-            with torch.no_grad():
-                ws = [G.mapping(z_from_seed(s, G.z_dim).to(device), psi=args.psi) for s in seeds]
-                imgs = [to_uint8(G.synthesize(w, 0).image)[0] for w in ws]  # type: ignore[arg-type]
-            lms = [marker(img) for img in imgs]
-            if lms[0] is None or lms[1] is None:
-                skipped.append(seeds)
-                logger.info("seeds %s: no face detected, skipped", seeds)
-                continue
-            lm1, lm2 = lms[0], lms[1]
+        for pair_index, seeds, (ws, imgs, lm1, lm2) in face_pairs(faces, args.seed_base, args.pairs, args.first_pair):
             subsets = draw_subsets(pair_index, args.draw_points or args.points)
             for n in args.points:
                 idx = subsets[n]
@@ -280,7 +303,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     rec["steps"],
                     seconds,
                 )
-                if pair_index < args.figure_pairs and n == args.points[min(1, len(args.points) - 1)]:
+                if pair_index - args.first_pair < args.figure_pairs and n == args.points[min(1, len(args.points) - 1)]:
                     res_groups = [(lm2[idx], "blue")] + ([] if lm_res is None else [(lm_res[idx], "lime")])
                     panels.append(
                         [
@@ -289,7 +312,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             _draw(result, [*res_groups, (tracked, "yellow")]),
                         ]
                     )
-            pair_index += 1
         summary = summarise(records, args.points)
         meta = {
             "network": args.network,
@@ -303,6 +325,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "psi": args.psi,
             "max_steps": args.max_steps,
             "pairs": args.pairs,
+            "first_pair": args.first_pair,
             "skipped_seed_pairs": skipped,
             "predictor": str(marker.predictor_path),
         }
@@ -355,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--network", default="default", help="model name or checkpoint path (default: default)")
     parser.add_argument("--pairs", type=int, default=20, help="seed pairs with detected faces (default 20)")
+    parser.add_argument(
+        "--first-pair", type=int, default=0, help="edit pairs from this index on (the same pairs and subsets)"
+    )
     parser.add_argument("--points", type=int, nargs="+", default=[1, 5, 68], help="point counts (default 1 5 68)")
     parser.add_argument(
         "--draw-points",
@@ -394,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default="out/landmarks", help="output directory (default out/landmarks)")
     args = parser.parse_args(argv)
+    if not 0 <= args.first_pair < args.pairs:
+        parser.error("--first-pair must be in [0, --pairs)")
     if args.draw_points is not None and not set(args.points) <= set(args.draw_points):
         parser.error("--draw-points must include every count of --points")
     logging.basicConfig(level=logging.INFO, format="%(message)s")

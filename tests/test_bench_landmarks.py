@@ -65,3 +65,20 @@ def test_draw_subsets_depend_on_the_draw_order_only(lm: ModuleType) -> None:
     assert list(lm.draw_subsets(3, [1, 5])[5]) == list(full[5])  # what '--points 5 --draw-points 1 5' edits
     assert len(set(full[5].tolist())) == 5 and list(full[5]) == sorted(full[5])
     assert lm.draw_subsets(4, [1, 5])[5].tolist() != full[5].tolist()  # another pair, another subset
+
+
+def test_face_pairs_skip_faceless_seeds_and_resume_at_first_pair(lm: ModuleType) -> None:
+    asked: list[tuple[int, int]] = []
+
+    def find(seeds: tuple[int, int]) -> str | None:
+        asked.append(seeds)
+        return None if seeds[0] in (2, 8) else f"faces {seeds}"  # no face in seeds (2, 3) and (8, 9)
+
+    full = list(lm.face_pairs(find, 0, 4))
+    assert [(i, s) for i, s, _ in full] == [(0, (0, 1)), (1, (4, 5)), (2, (6, 7)), (3, (10, 11))]
+    assert full[1][2] == "faces (4, 5)"
+    asked.clear()
+    tail = list(lm.face_pairs(find, 0, 4, first_pair=2))
+    assert tail == full[2:]  # same indices, seeds and data: the same subsets get drawn
+    assert asked == [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)]
+    assert list(lm.face_pairs(find, 100, 0)) == []
