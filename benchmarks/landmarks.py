@@ -142,11 +142,15 @@ def face_pairs(
     """The protocol's pairs: seeds (b, b+1), (b+2, b+3) … from ``seed_base``; ``find(seeds)`` returns what the
     edit needs, or None to skip the seeds (no face). Yields (pair index, seeds, found) for pair indices
     ``first_pair`` … ``pairs − 1`` — the earlier pairs are found but not yielded, so a run can resume a protocol
-    (or split it across processes) and still edit the same pairs with the same landmark subsets."""
-    pair_index, seed = 0, seed_base
+    (or split it across processes) and still edit the same pairs with the same landmark subsets. Raises
+    RuntimeError when more than ``10·pairs + 100`` seed pairs were tried (a model whose images have no faces)."""
+    pair_index, seed, tried = 0, seed_base, 0
     while pair_index < pairs:
+        if tried > 10 * pairs + 100:
+            raise RuntimeError(f"only {pair_index} of {pairs} seed pairs with a face in the first {tried} tried")
         seeds = (seed, seed + 1)
         seed += 2
+        tried += 1
         found = find(seeds)
         if found is None:
             continue

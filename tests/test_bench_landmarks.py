@@ -82,3 +82,5 @@ def test_face_pairs_skip_faceless_seeds_and_resume_at_first_pair(lm: ModuleType)
     assert tail == full[2:]  # same indices, seeds and data: the same subsets get drawn
     assert asked == [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)]
     assert list(lm.face_pairs(find, 100, 0)) == []
+    with pytest.raises(RuntimeError, match="only 0 of 2"):
+        list(lm.face_pairs(lambda seeds: None, 0, 2))  # no face anywhere: an error, not an endless search
