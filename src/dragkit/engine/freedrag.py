@@ -148,7 +148,7 @@ def choose_targets(
             reach = d_max if good else 2 * d_max
             end = v + min(reach / (remain + 1e-8), 1.0) * (t - v)
             cand = v + fractions.unsqueeze(1) * (end - v)  # [S, 2]
-            mismatch = patch_loss(feat, cand, templates[i].expand(len(cand), -1, -1), offsets, image_shape)  # [S]
-            pick = (mismatch - expected).abs().argmin() if good else mismatch.argmin()
+            costs = patch_loss(feat, cand, templates[i].expand(len(cand), -1, -1), offsets, image_shape)  # [S]
+            pick = (costs - expected).abs().argmin() if good else costs.argmin()
             out[i] = cand[pick]
     return out
