@@ -50,6 +50,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from dragkit.engine import DragConfig, DragSession, StepResult
+from dragkit.engine.config import TRACKERS
 from dragkit.io import load_generator
 from dragkit.io.images import to_uint8
 from dragkit.nn.protocol import Generator
@@ -411,7 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sub-motion-cells", type=float, default=3.0, help="freedrag: sub-motion length (cells)")
     parser.add_argument("--sub-motion-loss", type=float, default=1.0, help="freedrag: expected loss (1-cell units)")
     parser.add_argument(
-        "--tracker", choices=["nn", "patch", "freedrag", "flow"], default=None, help="point tracker (default: hint)"
+        "--tracker",
+        choices=list(TRACKERS),
+        default=None,
+        help="point tracker (default: hint)",
     )
     parser.add_argument("--track-prior", type=float, default=0.0, help="least-motion prior of the tracker")
     parser.add_argument("--track-patch", type=int, default=2, help="patch tracker half-size in feature cells")

@@ -96,3 +96,54 @@ def test_session_flow_save_load_and_undo_continue_exactly(tiny_g: StyleGAN2Gener
     whole.undo(3)  # the handles' frame is re-rendered after undo: continuing gives the same steps again
     redo = [whole.step() for _ in range(3)]
     assert [r.handles for r in redo] == [r.handles for r in loaded.trajectory[-3:]]
+
+
+def test_flow_init_starts_the_search_where_told() -> None:
+    base = _texture(1)
+    prev, cur = _shift(base, 0.0, 0.0), _shift(base, 9.0, -7.0)  # beyond what two levels find from zero
+    handles = torch.tensor([[128.0, 128.0]])
+    expected = handles + 2 * torch.tensor([[9.0, -7.0]])
+    near = 2 * torch.tensor([[8.0, -6.0]])  # a start 1.4 frame pixels off
+    got = ops.track_points_flow(prev, cur, handles, (256, 256), init=near)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0.3)
+    with pytest.raises(InvalidInputError, match="init"):
+        ops.track_points_flow(prev, cur, handles, (256, 256), init=torch.zeros(2, 2))
+
+
+def test_hybrid_is_the_mean_of_first_frame_flow_and_the_patch_match() -> None:
+    base = _texture(2)
+    frame0, cur = _shift(base, 0.0, 0.0), _shift(base, 2.0, 1.0)
+    anchors = torch.tensor([[120.0, 130.0]])
+    handles = torch.tensor([[122.0, 131.0]])  # where the previous step left the handle
+    torch.manual_seed(0)
+    feat0 = torch.randn(1, 4, 32, 32)
+    feat = torch.roll(feat0, shifts=(1, 2), dims=(2, 3))  # features moved by (2, 1) cells = (16, 8) image px
+    templates = ops.patch_templates(feat0, anchors, 1, (256, 256))
+    got = ops.track_points_hybrid(frame0, cur, anchors, feat, templates, handles, 24, 1, (256, 256))
+    image = ops.track_points_flow(
+        frame0, cur, anchors, (256, 256), ops.HYBRID_RADIUS, ops.HYBRID_LEVELS, init=handles - anchors
+    )
+    features = ops.track_points_patch(feat, templates, handles, 24, 1, (256, 256))
+    torch.testing.assert_close(image, anchors + torch.tensor([[4.0, 2.0]]), rtol=0, atol=0.3)
+    torch.testing.assert_close(features, torch.tensor([[136.0, 138.0]]))
+    torch.testing.assert_close(got, (image + features) / 2)
+    with pytest.raises(InvalidInputError, match="anchors"):
+        ops.track_points_hybrid(frame0, cur, anchors[:0], feat, templates, handles, 24, 1, (256, 256))
+
+
+def test_session_hybrid_save_load_and_undo_continue_exactly(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
+    config = CFG.replace(tracker="hybrid", track_patch=1)
+    whole = DragSession.from_seed(tiny_g, 0, config=config)
+    part = DragSession.from_seed(tiny_g, 0, config=config)
+    for sess in (whole, part):
+        sess.set_points(HANDLES, TARGETS)
+    whole.run(max_steps=9)
+    part.run(max_steps=5)
+    loaded = DragSession.load(part.save(tmp_path / "s.pt"), tiny_g)
+    loaded.run(max_steps=4)
+    assert loaded.trajectory == whole.trajectory
+    assert torch.equal(loaded.ws, whole.ws)
+    assert any(r.handles != HANDLES for r in whole.trajectory[1:])  # the handles moved
+    whole.undo(3)
+    redo = [whole.step() for _ in range(3)]
+    assert [r.handles for r in redo] == [r.handles for r in loaded.trajectory[-3:]]

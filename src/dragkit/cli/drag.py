@@ -70,7 +70,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--mask-lambda", type=float, default=_DEFAULTS.mask_lambda, metavar="L", help="default 20")
     p.add_argument("--latent-reg", type=float, default=_DEFAULTS.latent_reg, metavar="G", help="default 0")
     p.add_argument("--track-norm", choices=TRACK_NORMS, default=_DEFAULTS.track_norm, help="default l2")
-    p.add_argument("--tracker", choices=TRACKERS, default=None, help="nn | patch | freedrag | flow (model default)")
+    p.add_argument(
+        "--tracker", choices=TRACKERS, default=None, help="nn | patch | freedrag | flow | hybrid (model default)"
+    )
     p.add_argument("--track-patch", type=int, default=_DEFAULTS.track_patch, metavar="K", help="patch half-size (2)")
     p.add_argument("--motion-step", type=float, default=None, metavar="PX", help="motion shift (default: model's)")
     p.add_argument("--stop-rule", default="paper", metavar="RULE", help="paper | official | pixels")

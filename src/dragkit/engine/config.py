@@ -17,13 +17,13 @@ from dragkit.errors import InvalidInputError
 
 WMode = Literal["w+", "w"]
 TrackNorm = Literal["l2", "l1"]
-Tracker = Literal["nn", "patch", "freedrag", "flow"]
+Tracker = Literal["nn", "patch", "freedrag", "flow", "hybrid"]
 Impl = Literal["fast", "reference"]
 StopRule = Literal["paper", "official"] | float
 
 W_MODES: tuple[str, ...] = ("w+", "w")
 TRACK_NORMS: tuple[str, ...] = ("l2", "l1")
-TRACKERS: tuple[str, ...] = ("nn", "patch", "freedrag", "flow")
+TRACKERS: tuple[str, ...] = ("nn", "patch", "freedrag", "flow", "hybrid")
 IMPLS: tuple[str, ...] = ("fast", "reference")
 STOP_RULES: tuple[str, ...] = ("paper", "official")
 
@@ -83,9 +83,9 @@ class DragConfig:
     mask_lambda: float = 20.0  # λ of the fixed-region term (only used when a mask has both values)
     latent_reg: float = 0.0  # γ of γ·mean|ws − w0| (official code: 0)
     track_norm: TrackNorm = "l2"  # distance between features when tracking ('l2' official, 'l1' paper)
-    tracker: Tracker | None = None  # 'nn' (paper), 'patch', 'freedrag' or 'flow' (None: hints)
-    track_patch: int = 2  # 'patch': half-size of the patch in native feature cells
-    track_prior: float = 0.0  # 'nn'/'patch': least-motion prior μ (0: none, the paper's tracker)
+    tracker: Tracker | None = None  # 'nn' (paper), 'patch', 'freedrag', 'flow' or 'hybrid' (None: hints)
+    track_patch: int = 2  # 'patch'/'hybrid': half-size of the patch in native feature cells
+    track_prior: float = 0.0  # 'nn'/'patch'/'hybrid': least-motion prior μ (0: none, the paper's tracker)
     sub_motion_cells: float = 3.0  # 'freedrag': longest sub-motion in native feature cells (official: 3)
     sub_motion_loss: float = 1.0  # 'freedrag': expected loss of a sub-motion, in units of the one-cell mismatch
     sub_motion_steps: int = 5  # 'freedrag': optimiser steps per sub-motion at most (official: 5)

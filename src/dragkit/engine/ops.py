@@ -368,14 +368,16 @@ def track_points_flow(
     radius: int = 8,
     levels: int = 2,
     iters: int = 8,
+    init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Flow tracking: each handle follows the image motion between two consecutive frames (pyramidal Lucas–Kanade).
 
     prev, cur: grey frames [1, 1, h, w] (:func:`flow_image`) of the latents the previous and this step started from;
     handles: [N, 2] (x, y) image pixels of an ``image_shape`` image, where they were in ``prev``. Each point's
     (2·radius + 1)² window (grey-frame pixels, Gaussian-weighted, brightness offset removed) is matched in ``cur`` by
-    Gauss–Newton, coarse to fine over ``levels`` halvings. Where the window has texture in one direction only (an
-    edge) the tangential motion is unobservable and stays near zero: the handle then lags rather than runs ahead.
+    Gauss–Newton, coarse to fine over ``levels`` halvings, starting from the displacement ``init`` ([N, 2] image
+    pixels; default zero). Where the window has texture in one direction only (an edge) the tangential motion is
+    unobservable and stays near its start: the handle then lags rather than runs ahead.
     Returns [N, 2] fractional (x, y) image pixels, without gradient.
     """
     if prev.shape != cur.shape or prev.ndim != 4 or prev.shape[:2] != (1, 1):
@@ -395,7 +397,11 @@ def track_points_flow(
     for _ in range(levels - 1):
         pyr_prev.append(F.avg_pool2d(pyr_prev[-1], 2))
         pyr_cur.append(F.avg_pool2d(pyr_cur[-1], 2))
-    flow = torch.zeros_like(pts)  # at the finest level
+    flow = torch.zeros_like(pts)  # at the finest level, grey-frame pixels
+    if init is not None:
+        if init.shape != handles.shape:
+            raise InvalidInputError(f"init: expected {list(handles.shape)}, got {list(init.shape)}")
+        flow = torch.stack([init[:, 0] * sx, init[:, 1] * sy], dim=-1).to(torch.float32)
     with torch.no_grad():
         for level in reversed(range(levels)):
             scale = 2.0**level
@@ -425,6 +431,48 @@ def track_points_flow(
     out = torch.stack([(moved[:, 0] + 0.5) / sx - 0.5, (moved[:, 1] + 0.5) / sy - 0.5], dim=-1)
     limit = torch.tensor([W - 1.0, H - 1.0], device=out.device)
     return torch.minimum(out.clamp_min(0.0), limit).to(handles.dtype)
+
+
+HYBRID_RADIUS = 24  # Lucas–Kanade window half-size of the hybrid tracker, in pixels of the ≤ 512² grey frame
+HYBRID_LEVELS = 3
+
+
+def track_points_hybrid(
+    frame0: torch.Tensor,
+    cur: torch.Tensor,
+    anchors: torch.Tensor,
+    feat: torch.Tensor,
+    templates: torch.Tensor,
+    handles: torch.Tensor,
+    r2: int,
+    patch: int,
+    image_shape: tuple[int, int],
+    prior: float = 0.0,
+) -> torch.Tensor:
+    """Hybrid tracking: the mean of an image estimate that lags and a feature estimate that runs ahead.
+
+    Image: the (2·24 + 1)² Gaussian-weighted window of the *first* frame around each anchor (where the handle was
+    when its templates were taken) is found in the current frame by Lucas–Kanade (:func:`track_points_flow`, three
+    levels), starting at the current handle. Against a fixed template errors do not accumulate as they do between
+    consecutive frames, and the large window holds the face around a deforming part, but a region that re-forms
+    rather than slides makes it lag. Features: :func:`track_points_patch` (centred-cosine patch match against F0),
+    which the motion loss's own feature changes pull ahead of the content. Averaging the two halves both errors'
+    common bias on real faces (docs/default_model.md, "Fourth study").
+
+    frame0, cur: grey frames [1, 1, h, w] (:func:`flow_image`) of the segment's first latent and of this step's;
+    anchors: [N, 2] handles in ``frame0``; feat: [1, C, h', w'] this step's features (native grid); templates:
+    [N, P, C] (:func:`patch_templates` of F0 at the anchors); handles: [N, 2] current positions; r2, patch, prior:
+    as :func:`track_points_patch`. All points are (x, y) image pixels of ``image_shape``. Returns [N, 2] fractional
+    (x, y), without gradient.
+    """
+    _check_points("anchors", anchors)
+    _check_points("handles", handles)
+    if anchors.shape != handles.shape:
+        raise InvalidInputError(f"anchors: expected {list(handles.shape)}, got {list(anchors.shape)}")
+    start = handles.to(torch.float32) - anchors.to(torch.float32)
+    image = track_points_flow(frame0, cur, anchors, image_shape, radius=HYBRID_RADIUS, levels=HYBRID_LEVELS, init=start)
+    features = track_points_patch(feat, templates, handles, r2, patch, image_shape, prior)
+    return (0.5 * (image.to(torch.float32) + features.to(torch.float32))).to(handles.dtype)
 
 
 def motion_loss(

@@ -99,12 +99,19 @@ class StepResult:
 class _Segment:
     """F0 and the templates f_i, fixed from the first step after the points last changed until they change again."""
 
-    __slots__ = ("features0", "handles", "templates")
+    __slots__ = ("features0", "frame0", "handles", "templates")
 
-    def __init__(self, features0: torch.Tensor, templates: torch.Tensor, handles: tuple[Point, ...]) -> None:
+    def __init__(
+        self,
+        features0: torch.Tensor,
+        templates: torch.Tensor,
+        handles: tuple[Point, ...],
+        frame0: torch.Tensor | None = None,
+    ) -> None:
         self.features0 = features0  # [1, C, h, w] native grid, detached
-        self.templates = templates  # [N, C]
+        self.templates = templates  # [N, C] ([N, P, C] for the patch and hybrid trackers)
         self.handles = handles  # where the templates were taken
+        self.frame0 = frame0  # hybrid tracker: grey frame [1, 1, h, w] of the latent the templates were taken in
 
 
 @dataclass(frozen=True)
@@ -468,13 +475,14 @@ class DragSession:
                     "the generator produced non-finite features (the latent diverged: undo and lower the lr)"
                 )
             feat = ops.upsample_features(native, self.image_shape) if reference else native
-            segment = st.segment if st.segment is not None else self._make_segment(native.detach(), st.handles)
-
-            # 2. point tracking (freedrag: plan the sub-motion; flow: needs this latent's frame)
+            # 2. point tracking (freedrag: plan the sub-motion; flow, hybrid: need this latent's frame)
             image = None
-            if s.tracker == "flow":
+            if s.tracker in ("flow", "hybrid"):
                 with torch.no_grad():
                     image = out.image.detach() if out.image is not None else G.resume(out.state, ws.detach())
+            segment = st.segment
+            if segment is None:
+                segment = self._make_segment(native.detach(), st.handles, image)
             new_handles, fd, fd_done = self._track(st, segment, native, feat, image)
 
             # 3. stop check
@@ -581,12 +589,19 @@ class DragSession:
     def _tensor(self, points: Sequence[Point]) -> torch.Tensor:
         return torch.tensor(points, dtype=torch.float32, device=self.device).reshape(-1, 2)
 
-    def _make_segment(self, features0: torch.Tensor, handles: tuple[Point, ...]) -> _Segment:
-        if self.settings.tracker == "patch":
+    def _make_segment(
+        self, features0: torch.Tensor, handles: tuple[Point, ...], image: torch.Tensor | None = None
+    ) -> _Segment:
+        """Templates at ``handles`` from F0 (``features0``, native grid); ``image``: this latent's frame (hybrid)."""
+        if self.settings.tracker in ("patch", "hybrid"):
             templates = ops.patch_templates(
                 features0, self._tensor(handles), self.settings.track_patch, self.image_shape
             )
-            return _Segment(features0, templates, handles)
+            frame0 = None
+            if self.settings.tracker == "hybrid":
+                assert image is not None
+                frame0 = ops.flow_image(image)
+            return _Segment(features0, templates, handles, frame0)
         if self.settings.impl == "reference":
             segment = _Segment(features0, torch.empty(0), handles)
             segment.templates = templates_reference(self._features0_up(segment), list(handles))
@@ -615,6 +630,21 @@ class DragSession:
             fd, done = self._freedrag_plan(fd, native.detach(), st.targets)
             return _as_points(fd.virtual), fd, done
         handles = self._tensor(st.handles)
+        if s.tracker == "hybrid":
+            assert image is not None and segment.frame0 is not None
+            mixed = ops.track_points_hybrid(
+                segment.frame0,
+                ops.flow_image(image),
+                self._tensor(segment.handles),
+                native,
+                segment.templates,
+                handles,
+                s.r2,
+                s.track_patch,
+                self.image_shape,
+                s.track_prior,
+            )
+            return _as_points(mixed), None, False
         if s.tracker == "patch":  # no official form: both impls track on the native grid
             args = (segment.templates, handles, s.r2, s.track_patch, self.image_shape, s.track_prior)
             return _as_points(ops.track_points_patch(native, *args)), None, False
@@ -860,6 +890,7 @@ class DragSession:
                                 "features0": st.segment.features0.cpu(),
                                 "templates": st.segment.templates.cpu(),
                                 "handles": [list(p) for p in st.segment.handles],
+                                "frame0": None if st.segment.frame0 is None else st.segment.frame0.cpu(),
                             }
                         )
                     seg = segments[id(st.segment)]
@@ -943,7 +974,8 @@ class DragSession:
             )
         segments = []
         for seg in d["segments"]:
-            segments.append(_Segment(seg["features0"], seg["templates"], tuple((x, y) for x, y in seg["handles"])))
+            handles = tuple((x, y) for x, y in seg["handles"])
+            segments.append(_Segment(seg["features0"], seg["templates"], handles, seg.get("frame0")))
         nodes: list[_TrajectoryNode] = []
         for n in d["trajectory_nodes"]:
             prev = None if n["prev"] < 0 else nodes[n["prev"]]
