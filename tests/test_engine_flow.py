@@ -67,8 +67,8 @@ HANDLES = [(10.0, 12.0), (20.0, 8.0)]
 TARGETS = [(16.0, 14.0), (14.0, 4.0)]
 
 
-def _session(G: StyleGAN2Generator) -> DragSession:
-    sess = DragSession.from_seed(G, 0, config=CFG)
+def _session(G: StyleGAN2Generator, config: DragConfig = CFG) -> DragSession:
+    sess = DragSession.from_seed(G, 0, config=config)
     sess.set_points(HANDLES, TARGETS)
     return sess
 
@@ -85,15 +85,20 @@ def test_session_flow_first_step_keeps_the_handles_then_follows_the_frames(tiny_
     assert any(h != tuple(p) for res in results for h, p in zip(res.handles, HANDLES, strict=True))
 
 
-def test_session_flow_save_load_and_undo_continue_exactly(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
-    whole, part = _session(tiny_g), _session(tiny_g)
+@pytest.mark.parametrize("config", [CFG, CFG.replace(tracker="hybrid", track_patch=1)], ids=["flow", "hybrid"])
+def test_session_flow_save_load_and_undo_continue_exactly(
+    tiny_g: StyleGAN2Generator, tmp_path: Path, config: DragConfig
+) -> None:
+    whole, part = _session(tiny_g, config), _session(tiny_g, config)
     whole.run(max_steps=9)
     part.run(max_steps=5)
     loaded = DragSession.load(part.save(tmp_path / "s.pt"), tiny_g)
     loaded.run(max_steps=4)
     assert loaded.trajectory == whole.trajectory
     assert torch.equal(loaded.ws, whole.ws)
-    whole.undo(3)  # the handles' frame is re-rendered after undo: continuing gives the same steps again
+    assert any(r.handles != HANDLES for r in whole.trajectory[1:])  # the handles moved
+    # flow re-renders the handles' frame after undo, hybrid keeps the first frame: the same steps again
+    whole.undo(3)
     redo = [whole.step() for _ in range(3)]
     assert [r.handles for r in redo] == [r.handles for r in loaded.trajectory[-3:]]
 
@@ -129,21 +134,3 @@ def test_hybrid_is_the_mean_of_first_frame_flow_and_the_patch_match() -> None:
     torch.testing.assert_close(got, (image + features) / 2)
     with pytest.raises(InvalidInputError, match="anchors"):
         ops.track_points_hybrid(frame0, cur, anchors[:0], feat, templates, handles, 24, 1, (256, 256))
-
-
-def test_session_hybrid_save_load_and_undo_continue_exactly(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
-    config = CFG.replace(tracker="hybrid", track_patch=1)
-    whole = DragSession.from_seed(tiny_g, 0, config=config)
-    part = DragSession.from_seed(tiny_g, 0, config=config)
-    for sess in (whole, part):
-        sess.set_points(HANDLES, TARGETS)
-    whole.run(max_steps=9)
-    part.run(max_steps=5)
-    loaded = DragSession.load(part.save(tmp_path / "s.pt"), tiny_g)
-    loaded.run(max_steps=4)
-    assert loaded.trajectory == whole.trajectory
-    assert torch.equal(loaded.ws, whole.ws)
-    assert any(r.handles != HANDLES for r in whole.trajectory[1:])  # the handles moved
-    whole.undo(3)
-    redo = [whole.step() for _ in range(3)]
-    assert [r.handles for r in redo] == [r.handles for r in loaded.trajectory[-3:]]

@@ -456,8 +456,8 @@ def track_points_hybrid(
     levels), starting at the current handle. Against a fixed template errors do not accumulate as they do between
     consecutive frames, and the large window holds the face around a deforming part, but a region that re-forms
     rather than slides makes it lag. Features: :func:`track_points_patch` (centred-cosine patch match against F0),
-    which the motion loss's own feature changes pull ahead of the content. Averaging the two halves both errors'
-    common bias on real faces (docs/default_model.md, "Fourth study").
+    which the motion loss's own feature changes pull ahead of the content. On real faces the two err in opposite
+    directions along the drag, and their mean cancels much of it (docs/default_model.md, "Fourth study").
 
     frame0, cur: grey frames [1, 1, h, w] (:func:`flow_image`) of the segment's first latent and of this step's;
     anchors: [N, 2] handles in ``frame0``; feat: [1, C, h', w'] this step's features (native grid); templates:
