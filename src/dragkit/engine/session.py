@@ -476,14 +476,15 @@ class DragSession:
                 )
             feat = ops.upsample_features(native, self.image_shape) if reference else native
             # 2. point tracking (freedrag: plan the sub-motion; flow, hybrid: need this latent's frame)
-            image = None
+            image = grey = None
             if s.tracker in ("flow", "hybrid"):
                 with torch.no_grad():
                     image = out.image.detach() if out.image is not None else G.resume(out.state, ws.detach())
+                grey = ops.flow_image(image)
             segment = st.segment
             if segment is None:
-                segment = self._make_segment(native.detach(), st.handles, image)
-            new_handles, fd, fd_done = self._track(st, segment, native, feat, image)
+                segment = self._make_segment(native.detach(), st.handles, grey)
+            new_handles, fd, fd_done = self._track(st, segment, native, feat, grey)
 
             # 3. stop check
             dist = ops.point_distances(self._tensor(new_handles), self._tensor(st.targets))
@@ -590,18 +591,18 @@ class DragSession:
         return torch.tensor(points, dtype=torch.float32, device=self.device).reshape(-1, 2)
 
     def _make_segment(
-        self, features0: torch.Tensor, handles: tuple[Point, ...], image: torch.Tensor | None = None
+        self, features0: torch.Tensor, handles: tuple[Point, ...], grey: torch.Tensor | None = None
     ) -> _Segment:
-        """Templates at ``handles`` from F0 (``features0``, native grid); ``image``: this latent's frame (hybrid)."""
+        """Templates at ``handles`` from F0 (``features0``, native grid); ``grey``: this latent's
+        :func:`ops.flow_image` frame (kept by the hybrid tracker)."""
         if self.settings.tracker in ("patch", "hybrid"):
             templates = ops.patch_templates(
                 features0, self._tensor(handles), self.settings.track_patch, self.image_shape
             )
-            frame0 = None
             if self.settings.tracker == "hybrid":
-                assert image is not None
-                frame0 = ops.flow_image(image)
-            return _Segment(features0, templates, handles, frame0)
+                assert grey is not None
+                return _Segment(features0, templates, handles, grey)
+            return _Segment(features0, templates, handles)
         if self.settings.impl == "reference":
             segment = _Segment(features0, torch.empty(0), handles)
             segment.templates = templates_reference(self._features0_up(segment), list(handles))
@@ -611,18 +612,21 @@ class DragSession:
         return _Segment(features0, templates, handles)
 
     def _track(
-        self, st: _State, segment: _Segment, native: torch.Tensor, feat: torch.Tensor, image: torch.Tensor | None
+        self, st: _State, segment: _Segment, native: torch.Tensor, feat: torch.Tensor, grey: torch.Tensor | None
     ) -> tuple[tuple[Point, ...], _FreeDragState | None, bool]:
         """Step 2: new handle positions; for freedrag also its new state and whether every point arrived."""
         s = self.settings
         if s.tracker == "flow":
-            assert image is not None
-            cur = ops.flow_image(image)
-            prev = cur  # points just set: they were placed on this latent's image
+            assert grey is not None
+            prev = grey  # points just set: they were placed on this latent's image
             if st.segment is not None and st.measured_in is not None:
                 prev = self._flow_frame(st.measured_in)
-            self._flow_cache = (st.ws_opt, cur)  # the next step's "previous" frame
-            return _as_points(ops.track_points_flow(prev, cur, self._tensor(st.handles), self.image_shape)), None, False
+            self._flow_cache = (st.ws_opt, grey)  # the next step's "previous" frame
+            return (
+                _as_points(ops.track_points_flow(prev, grey, self._tensor(st.handles), self.image_shape)),
+                None,
+                False,
+            )
         if s.tracker == "freedrag":
             fd = st.freedrag if st.segment is not None else None
             if fd is None:
@@ -631,10 +635,10 @@ class DragSession:
             return _as_points(fd.virtual), fd, done
         handles = self._tensor(st.handles)
         if s.tracker == "hybrid":
-            assert image is not None and segment.frame0 is not None
+            assert grey is not None and segment.frame0 is not None
             mixed = ops.track_points_hybrid(
                 segment.frame0,
-                ops.flow_image(image),
+                grey,
                 self._tensor(segment.handles),
                 native,
                 segment.templates,
