@@ -125,6 +125,12 @@ def test_drag_stop_undo_export(browser: Any, server: BackgroundServer) -> None:
     page.wait_for_function(f"window.dragkit.server.step === {before - 1}")
     page.screenshot(path=str(ARTIFACTS / "e2e-04-undone.png"))
 
+    # The tracker picker shows the model's choice; switching keeps the edit where it is.
+    assert page.locator("#tracker").input_value() == "nn"
+    page.select_option("#tracker", "hybrid")
+    page.wait_for_function("window.dragkit.server.tracker === 'hybrid'")
+    assert server_state(page)["step"] == before - 1
+
     page.select_option("#export-format", "mp4")
     with page.expect_download(timeout=30_000) as download:
         page.click("#export")

@@ -134,3 +134,41 @@ def test_hybrid_is_the_mean_of_first_frame_flow_and_the_patch_match() -> None:
     torch.testing.assert_close(got, (image + features) / 2)
     with pytest.raises(InvalidInputError, match="anchors"):
         ops.track_points_hybrid(frame0, cur, anchors[:0], feat, templates, handles, 24, 1, (256, 256))
+
+
+def test_set_tracker_mid_drag_keeps_the_edit_and_starts_fresh_templates(
+    tiny_g: StyleGAN2Generator, tmp_path: Path
+) -> None:
+    nn = CFG.replace(tracker="nn")
+    plain, same = _session(tiny_g, nn), _session(tiny_g, nn)
+    plain.run(max_steps=6)
+    same.run(max_steps=3)
+    same.set_tracker("nn")  # no change: the segment goes on
+    same.run(max_steps=3)
+    assert same.trajectory == plain.trajectory and torch.equal(same.ws, plain.ws)
+
+    whole, part = _session(tiny_g, nn), _session(tiny_g, nn)
+    for s in (whole, part):
+        s.run(max_steps=3)
+        s.set_tracker("hybrid", track_patch=1)
+    assert whole.settings.tracker == "hybrid" and whole.config.track_patch == 1
+    before = whole.handles
+    first = whole.step()
+    assert torch.allclose(
+        torch.tensor(first.handles), torch.tensor(before), atol=1e-4
+    )  # fresh templates at the handles, taken now
+    whole.run(max_steps=3)
+    assert whole.step_count == 7
+    # saved right after the switch (the current segment is still nn's), loaded and continued: the same steps
+    loaded = DragSession.load(part.save(tmp_path / "s.pt"), tiny_g)
+    assert loaded.settings.tracker == "hybrid"
+    loaded.run(max_steps=4)
+    assert loaded.trajectory == whole.trajectory and torch.equal(loaded.ws, whole.ws)
+    # undo to before the switch: the old nn segment is not reused by the hybrid tracker
+    whole.undo(5)
+    assert whole.step_count == 2
+    again = whole.step()
+    assert torch.allclose(torch.tensor(again.handles), torch.tensor(whole.trajectory[-2].handles), atol=1e-4)
+    with pytest.raises(InvalidInputError, match="tracker"):
+        whole.set_tracker("optical")
+    assert whole.settings.tracker == "hybrid"

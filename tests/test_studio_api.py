@@ -281,6 +281,28 @@ def test_w_plus_toggle_keeps_points_and_mask(client: TestClient) -> None:
         assert s["w_plus"] is True and s["step"] == 0
 
 
+def test_tracker_switch_mid_edit_keeps_the_edit_and_survives_the_w_plus_toggle(client: TestClient) -> None:
+    with client.websocket_connect("/ws") as ws:
+        s = recv_until(ws, "state")[0]
+        assert s["tracker"] == "nn"  # the model's hint
+        call(ws, {"type": "set_config", "max_steps": 3, "lr": 0.05})
+        call(ws, {"type": "add_point", "handle": [10, 10], "target": [20, 14]})
+        stopped, _ = drag(ws)
+        s = call(ws, {"type": "set_config", "tracker": "hybrid"})
+        assert s["tracker"] == "hybrid" and s["step"] == 3 and s["can_undo"]  # nothing of the edit is lost
+        assert s["handles"] == stopped["handles"]
+        stopped, frames = drag(ws)
+        assert stopped["reason"] == "max_steps" and stopped["step"] == 6 and stopped["tracker"] == "hybrid"
+        check_frames(frames, stopped)
+        s = call(ws, {"type": "undo", "count": 4})  # back into the nn part: the next drag still uses hybrid
+        assert s["step"] == 2
+        stopped, _ = drag(ws)
+        assert stopped["step"] == 5 and stopped["tracker"] == "hybrid"
+        s = call(ws, {"type": "set_config", "w_plus": False})
+        assert s["tracker"] == "hybrid" and s["step"] == 0
+        assert_error(call(ws, {"type": "set_config", "tracker": "optical"}), "invalid")
+
+
 def test_lr_change_applies_to_the_running_engine(client: TestClient) -> None:
     """A higher lr moves the latent more per step (same points, same start)."""
     with client.websocket_connect("/ws") as ws:

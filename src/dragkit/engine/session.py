@@ -29,13 +29,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from dragkit.engine import freedrag, ops
-from dragkit.engine.config import DragConfig, ResolvedConfig
+from dragkit.engine.config import DragConfig, ResolvedConfig, Tracker
 from dragkit.engine.reference import motion_loss_reference, templates_reference, track_points_reference
 from dragkit.errors import DragkitError, InvalidInputError
 from dragkit.nn.protocol import Generator
@@ -99,7 +99,7 @@ class StepResult:
 class _Segment:
     """F0 and the templates f_i, fixed from the first step after the points last changed until they change again."""
 
-    __slots__ = ("features0", "frame0", "handles", "templates")
+    __slots__ = ("features0", "frame0", "handles", "templates", "tracker")
 
     def __init__(
         self,
@@ -107,11 +107,13 @@ class _Segment:
         templates: torch.Tensor,
         handles: tuple[Point, ...],
         frame0: torch.Tensor | None = None,
+        tracker: tuple[str, int] = ("nn", 0),
     ) -> None:
         self.features0 = features0  # [1, C, h, w] native grid, detached
         self.templates = templates  # [N, C] ([N, P, C] for the patch and hybrid trackers)
         self.handles = handles  # where the templates were taken
         self.frame0 = frame0  # hybrid tracker: grey frame [1, 1, h, w] of the latent the templates were taken in
+        self.tracker = tracker  # (tracker, track_patch) the templates were made for; another one starts afresh
 
 
 @dataclass(frozen=True)
@@ -425,6 +427,20 @@ class DragSession:
             self.config = config
             self.settings = replace(self.settings, lr=float(lr))
 
+    def set_tracker(self, tracker: str | None, track_patch: int | None = None) -> None:
+        """Switch the point tracker (``DragConfig.tracker``; None: the model's hint) and, for ``patch``/``hybrid``,
+        ``track_patch`` (None: keep) for the next steps. The latent, points, history and Adam moments are kept; the
+        next step takes fresh templates from the current latent at the current handles, as after moving a point.
+        Undo and redo restore latents and points as they were; a segment made by another tracker is never reused.
+        Validated like :class:`DragConfig` (raises InvalidInputError); the saved config records the new choice.
+        """
+        with self._lock:
+            patch = self.config.track_patch if track_patch is None else track_patch
+            config = self.config.replace(tracker=tracker, track_patch=patch)  # validates
+            name = self.generator.drag_hints().tracker if config.tracker is None else config.tracker
+            self.config = config
+            self.settings = replace(self.settings, tracker=cast(Tracker, name), track_patch=config.track_patch)
+
     def reset(self) -> None:
         """Back to w0: fresh optimiser, step 0, handles back where they were placed; targets and mask are kept."""
         with self._lock:
@@ -481,10 +497,11 @@ class DragSession:
                 with torch.no_grad():
                     image = out.image.detach() if out.image is not None else G.resume(out.state, ws.detach())
                 grey = ops.flow_image(image)
-            segment = st.segment
+            segment = self._current_segment(st)
+            continuing = segment is not None
             if segment is None:
                 segment = self._make_segment(native.detach(), st.handles, grey)
-            new_handles, fd, fd_done = self._track(st, segment, native, feat, grey)
+            new_handles, fd, fd_done = self._track(st, segment, native, feat, grey, continuing)
 
             # 3. stop check
             dist = ops.point_distances(self._tensor(new_handles), self._tensor(st.targets))
@@ -590,36 +607,54 @@ class DragSession:
     def _tensor(self, points: Sequence[Point]) -> torch.Tensor:
         return torch.tensor(points, dtype=torch.float32, device=self.device).reshape(-1, 2)
 
+    def _tracker_key(self) -> tuple[str, int]:
+        """What a segment's templates depend on besides the points: the tracker and the patch size."""
+        s = self.settings
+        return (s.tracker, s.track_patch if s.tracker in ("patch", "hybrid") else 0)
+
+    def _current_segment(self, st: _State) -> _Segment | None:
+        """``st.segment`` if it was made for the current tracker (see :meth:`set_tracker`), else None."""
+        seg = st.segment
+        return seg if seg is not None and seg.tracker == self._tracker_key() else None
+
     def _make_segment(
         self, features0: torch.Tensor, handles: tuple[Point, ...], grey: torch.Tensor | None = None
     ) -> _Segment:
         """Templates at ``handles`` from F0 (``features0``, native grid); ``grey``: this latent's
         :func:`ops.flow_image` frame (kept by the hybrid tracker)."""
+        key = self._tracker_key()
         if self.settings.tracker in ("patch", "hybrid"):
             templates = ops.patch_templates(
                 features0, self._tensor(handles), self.settings.track_patch, self.image_shape
             )
             if self.settings.tracker == "hybrid":
                 assert grey is not None
-                return _Segment(features0, templates, handles, grey)
-            return _Segment(features0, templates, handles)
+                return _Segment(features0, templates, handles, grey, key)
+            return _Segment(features0, templates, handles, tracker=key)
         if self.settings.impl == "reference":
-            segment = _Segment(features0, torch.empty(0), handles)
+            segment = _Segment(features0, torch.empty(0), handles, tracker=key)
             segment.templates = templates_reference(self._features0_up(segment), list(handles))
             return segment
         centres = self._tensor(handles).round()
         templates = ops.sample_at_pixels(features0, centres, self.image_shape).detach()
-        return _Segment(features0, templates, handles)
+        return _Segment(features0, templates, handles, tracker=key)
 
     def _track(
-        self, st: _State, segment: _Segment, native: torch.Tensor, feat: torch.Tensor, grey: torch.Tensor | None
+        self,
+        st: _State,
+        segment: _Segment,
+        native: torch.Tensor,
+        feat: torch.Tensor,
+        grey: torch.Tensor | None,
+        continuing: bool,
     ) -> tuple[tuple[Point, ...], _FreeDragState | None, bool]:
-        """Step 2: new handle positions; for freedrag also its new state and whether every point arrived."""
+        """Step 2: new handle positions; for freedrag also its new state and whether every point arrived.
+        ``continuing``: ``segment`` was made by an earlier step (False: it starts with this one)."""
         s = self.settings
         if s.tracker == "flow":
             assert grey is not None
             prev = grey  # points just set: they were placed on this latent's image
-            if st.segment is not None and st.measured_in is not None:
+            if continuing and st.measured_in is not None:
                 prev = self._flow_frame(st.measured_in)
             self._flow_cache = (st.ws_opt, grey)  # the next step's "previous" frame
             return (
@@ -628,7 +663,7 @@ class DragSession:
                 False,
             )
         if s.tracker == "freedrag":
-            fd = st.freedrag if st.segment is not None else None
+            fd = st.freedrag if continuing else None
             if fd is None:
                 fd = self._freedrag_start(segment.features0, st.handles)
             fd, done = self._freedrag_plan(fd, native.detach(), st.targets)
@@ -895,6 +930,7 @@ class DragSession:
                                 "templates": st.segment.templates.cpu(),
                                 "handles": [list(p) for p in st.segment.handles],
                                 "frame0": None if st.segment.frame0 is None else st.segment.frame0.cpu(),
+                                "tracker": list(st.segment.tracker),
                             }
                         )
                     seg = segments[id(st.segment)]
@@ -979,7 +1015,9 @@ class DragSession:
         segments = []
         for seg in d["segments"]:
             handles = tuple((x, y) for x, y in seg["handles"])
-            segments.append(_Segment(seg["features0"], seg["templates"], handles, seg.get("frame0")))
+            # files from before set_tracker() existed: every segment was made by the saved tracker
+            name, patch = seg.get("tracker", session._tracker_key())
+            segments.append(_Segment(seg["features0"], seg["templates"], handles, seg.get("frame0"), (name, patch)))
         nodes: list[_TrajectoryNode] = []
         for n in d["trajectory_nodes"]:
             prev = None if n["prev"] < 0 else nodes[n["prev"]]

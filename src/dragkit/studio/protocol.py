@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from dragkit.engine.config import Tracker
 from dragkit.errors import InvalidInputError
 
 #: Largest seed accepted (NumPy's RandomState takes 32-bit seeds).
@@ -58,10 +59,11 @@ class NewImage(_Message):
 
 
 class SetConfig(_Message):
-    """Change drag options for the next Start: learning rate, step budget per Start, W vs W+."""
+    """Change drag options for the next Start: learning rate, point tracker, step budget per Start, W vs W+."""
 
     type: Literal["set_config"]
     lr: Annotated[Finite, Field(ge=LR_RANGE[0], le=LR_RANGE[1])] | None = None
+    tracker: Tracker | None = None
     max_steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] | None = None
     w_plus: bool | None = None
 

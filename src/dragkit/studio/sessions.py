@@ -32,12 +32,13 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 from PIL import Image
 
 from dragkit.engine import DragConfig, DragSession, StepFailedError, StepResult
+from dragkit.engine.config import Tracker
 from dragkit.errors import CheckpointError, DragkitError, InvalidInputError, ModelNotFoundError
 from dragkit.studio import protocol as P
 from dragkit.studio.models import ModelStore
@@ -323,6 +324,7 @@ class DragOptions:
     w_plus: bool
     lr: float | None
     max_steps: int
+    tracker: str | None = None  # None: the model's drag_hints().tracker
 
 
 @dataclass
@@ -370,6 +372,7 @@ class StudioSession:
             "psi": o.psi,
             "w_plus": o.w_plus,
             "lr": o.lr,
+            "tracker": o.tracker,
             "max_steps": o.max_steps,
             "running": self.running,
             "run_steps": self.run_steps,
@@ -386,6 +389,7 @@ class StudioSession:
             width=W,
             height=H,
             lr=eng.settings.lr,
+            tracker=eng.settings.tracker,
             handles=[list(p) for p in st.handles],
             targets=[list(p) for p in st.targets],
             distances=list(st.distances),
@@ -421,6 +425,7 @@ class StudioSession:
         G = store.get(model)
         config = DragConfig(
             lr=self.options.lr,
+            tracker=cast(Tracker | None, self.options.tracker),
             w_mode="w+" if w_plus else "w",
             max_steps=self.options.max_steps,
         )
@@ -602,6 +607,10 @@ class SessionManager:
             o.lr = msg.lr
             if s.engine is not None:
                 s.engine.set_lr(msg.lr)
+        if msg.tracker is not None:
+            o.tracker = msg.tracker
+            if s.engine is not None:
+                s.engine.set_tracker(msg.tracker)  # the drag goes on from here with fresh templates
         if msg.w_plus is not None and msg.w_plus != o.w_plus:
             # W vs W+ changes what is optimised: like the official GUI, start again from the seed's latent,
             # keeping the points and the mask.
@@ -781,6 +790,7 @@ class SessionManager:
         o.model = model_id
         o.w_plus = engine.settings.w_mode == "w+"
         o.lr = engine.settings.lr
+        o.tracker = engine.settings.tracker
         reply = s.snapshot(image=True, mask=True)
         s.emit(reply)
         return reply

@@ -16,6 +16,7 @@ const ui = {
   psi: $("psi"),
   psiValue: $("psi-value"),
   lr: $("lr"),
+  tracker: $("tracker"),
   maxSteps: $("max-steps"),
   start: $("start"),
   stop: $("stop"),
@@ -160,6 +161,7 @@ function applyState(s) {
   ui.psi.value = String(s.psi);
   ui.psiValue.textContent = Number(s.psi).toFixed(2);
   if (document.activeElement !== ui.lr && s.lr !== null) ui.lr.value = String(s.lr);
+  if (s.tracker) ui.tracker.value = s.tracker;
   if (document.activeElement !== ui.maxSteps) ui.maxSteps.value = String(s.max_steps);
   for (const r of document.querySelectorAll('input[name="latent"]')) r.checked = r.value === (s.w_plus ? "w+" : "w");
   ui.step.textContent = String(s.step);
@@ -424,6 +426,7 @@ ui.lr.addEventListener("change", () => {
   if (!(lr > 0 && lr <= 1)) return notify("learning rate must be in (0, 1]", "error");
   send({ type: "set_config", lr });
 });
+ui.tracker.addEventListener("change", () => send({ type: "set_config", tracker: ui.tracker.value }));
 ui.maxSteps.addEventListener("change", () => {
   const n = Number(ui.maxSteps.value);
   if (!Number.isInteger(n) || n < 1 || n > 10000) return notify("max steps must be an integer in [1, 10000]", "error");
