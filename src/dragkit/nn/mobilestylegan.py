@@ -419,10 +419,15 @@ class MobileStyleGANGenerator(nn.Module):
         return [*levels, len(self.config.channels) - 1]
 
     def drag_hints(self) -> DragHints:
-        """Features of ``b128`` (level 5; ``b{H/4}`` for smaller models), the ws of levels b4…b16, lr 2e-3."""
+        """Features of ``b128`` (level 5; ``b{H/4}`` for smaller models), the ws of levels b4…b32, lr 2e-3.
+
+        b4…b32 are the levels whose style inputs move dlib's face landmarks most per unit of appearance change
+        (``benchmarks/style_inputs.py``; b64 half as much, finer levels texture only); chosen with
+        ``benchmarks/landmarks.py`` (docs/default_model.md).
+        """
         resolutions = self.config.block_resolutions
         level = resolutions.index(min(128, resolutions[-2]))
-        coarse = [i for i, lv in enumerate(self.ws_levels()) if lv <= min(2, level)]
+        coarse = [i for i, lv in enumerate(self.ws_levels()) if lv <= min(3, level)]
         return DragHints(feature_block=level, optimize_ws=tuple(coarse), lr=2e-3)
 
     def _layer_ws(self, ws: WsLike) -> list[torch.Tensor]:
