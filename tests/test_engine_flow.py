@@ -154,9 +154,8 @@ def test_set_tracker_mid_drag_keeps_the_edit_and_starts_fresh_templates(
     assert whole.settings.tracker == "hybrid" and whole.config.track_patch == 1
     before = whole.handles
     first = whole.step()
-    assert torch.allclose(
-        torch.tensor(first.handles), torch.tensor(before), atol=1e-4
-    )  # fresh templates at the handles, taken now
+    # fresh templates at the handles, taken now: the first step after the switch keeps them
+    assert torch.allclose(torch.tensor(first.handles), torch.tensor(before), atol=1e-4)
     whole.run(max_steps=3)
     assert whole.step_count == 7
     # saved right after the switch (the current segment is still nn's), loaded and continued: the same steps
