@@ -1,6 +1,11 @@
-"""Shared fixtures: tiny, seeded StyleGAN2 generators on CPU."""
+"""Shared fixtures: tiny, seeded StyleGAN2 generators on CPU; the benchmark scripts as modules."""
 
 from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -34,3 +39,14 @@ def make_tiny_generator(seed: int = 0, config: StyleGAN2Config = TINY_CONFIG) ->
 def tiny_g() -> StyleGAN2Generator:
     """A 32×32 StyleGAN2 (w_dim 16, 9… channels ≤ 16), seeded; fresh per test."""
     return make_tiny_generator()
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as the module ``bench_<name>`` (benchmarks are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[f"bench_{name}"] = module
+    spec.loader.exec_module(module)
+    return module

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def lm() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_landmarks", ROOT / "benchmarks" / "landmarks.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_landmarks"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("landmarks")
 
 
 def test_eval_grid_mapping_round_trips_and_matches_pixel_centres(lm: ModuleType) -> None:

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import load_benchmark
 
 
 def test_summarise_ranks_rows_by_landmark_motion_per_appearance_change() -> None:
-    spec = importlib.util.spec_from_file_location("bench_style_inputs", ROOT / "benchmarks" / "style_inputs.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_style_inputs"] = module
-    spec.loader.exec_module(module)
+    module = load_benchmark("style_inputs")
     samples = [
         (0, 3.0, 10.0),  # moves landmarks a lot, changes a lot
         (0, 5.0, 10.0),
