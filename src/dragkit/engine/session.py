@@ -107,7 +107,8 @@ class _Segment:
         templates: torch.Tensor,
         handles: tuple[Point, ...],
         frame0: torch.Tensor | None = None,
-        tracker: tuple[str, int] = ("nn", 0),
+        *,
+        tracker: tuple[str, int],
     ) -> None:
         self.features0 = features0  # [1, C, h, w] native grid, detached
         self.templates = templates  # [N, C] ([N, P, C] for the patch and hybrid trackers)
@@ -629,7 +630,7 @@ class DragSession:
             )
             if self.settings.tracker == "hybrid":
                 assert grey is not None
-                return _Segment(features0, templates, handles, grey, key)
+                return _Segment(features0, templates, handles, grey, tracker=key)
             return _Segment(features0, templates, handles, tracker=key)
         if self.settings.impl == "reference":
             segment = _Segment(features0, torch.empty(0), handles, tracker=key)
@@ -1017,7 +1018,9 @@ class DragSession:
             handles = tuple((x, y) for x, y in seg["handles"])
             # files from before set_tracker() existed: every segment was made by the saved tracker
             name, patch = seg.get("tracker", session._tracker_key())
-            segments.append(_Segment(seg["features0"], seg["templates"], handles, seg.get("frame0"), (name, patch)))
+            segments.append(
+                _Segment(seg["features0"], seg["templates"], handles, seg.get("frame0"), tracker=(name, patch))
+            )
         nodes: list[_TrajectoryNode] = []
         for n in d["trajectory_nodes"]:
             prev = None if n["prev"] < 0 else nodes[n["prev"]]
