@@ -29,13 +29,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 
 from dragkit.engine import freedrag, ops
-from dragkit.engine.config import DragConfig, ResolvedConfig, Tracker
+from dragkit.engine.config import DragConfig, ResolvedConfig
 from dragkit.engine.reference import motion_loss_reference, templates_reference, track_points_reference
 from dragkit.errors import DragkitError, InvalidInputError
 from dragkit.nn.protocol import Generator
@@ -209,22 +209,11 @@ class DragSession:
             raise InvalidInputError(f"config: expected a DragConfig, got {type(config).__name__}")
         if not isinstance(history_limit, int) or history_limit < 0:
             raise InvalidInputError(f"history_limit: expected an int ≥ 0, got {history_limit!r}")
-        hints = generator.drag_hints()
         self.generator = generator
         self.model_id = str(model_id)
         self.config = config
         self.image_shape: tuple[int, int] = (int(generator.img_shape[0]), int(generator.img_shape[1]))
-        self.settings: ResolvedConfig = config.resolve(
-            image_shape=self.image_shape,
-            num_ws=generator.num_ws,
-            num_feature_levels=len(generator.feature_levels()),
-            hint_feature_block=hints.feature_block,
-            hint_optimize_ws=tuple(hints.optimize_ws),
-            hint_lr=hints.lr,
-            hint_tracker=hints.tracker,
-            hint_motion_step=hints.motion_step,
-            hint_r1=hints.r1,
-        )
+        self.settings: ResolvedConfig = self._resolve(config)
         self.history_limit = history_limit
         self.device = generator.w_avg.device
         self.w0 = self._check_ws0(ws0)
@@ -261,6 +250,22 @@ class DragSession:
         with torch.no_grad():
             ws = generator.mapping(z, psi=float(psi))
         return cls(generator, ws, config=config, model_id=model_id, **kwargs)
+
+    def _resolve(self, config: DragConfig) -> ResolvedConfig:
+        """``config`` with every model-dependent default filled in from this generator's hints."""
+        G = self.generator
+        hints = G.drag_hints()
+        return config.resolve(
+            image_shape=self.image_shape,
+            num_ws=G.num_ws,
+            num_feature_levels=len(G.feature_levels()),
+            hint_feature_block=hints.feature_block,
+            hint_optimize_ws=tuple(hints.optimize_ws),
+            hint_lr=hints.lr,
+            hint_tracker=hints.tracker,
+            hint_motion_step=hints.motion_step,
+            hint_r1=hints.r1,
+        )
 
     def _check_ws0(self, ws0: torch.Tensor) -> torch.Tensor:
         G = self.generator
@@ -425,8 +430,8 @@ class DragSession:
         """
         with self._lock:
             config = self.config.replace(lr=lr)  # validates
+            self.settings = self._resolve(config)
             self.config = config
-            self.settings = replace(self.settings, lr=float(lr))
 
     def set_tracker(self, tracker: str | None, track_patch: int | None = None) -> None:
         """Switch the point tracker (``DragConfig.tracker``; None: the model's hint) and, for ``patch``/``hybrid``,
@@ -438,9 +443,8 @@ class DragSession:
         with self._lock:
             patch = self.config.track_patch if track_patch is None else track_patch
             config = self.config.replace(tracker=tracker, track_patch=patch)  # validates
-            name = self.generator.drag_hints().tracker if config.tracker is None else config.tracker
+            self.settings = self._resolve(config)
             self.config = config
-            self.settings = replace(self.settings, tracker=cast(Tracker, name), track_patch=config.track_patch)
 
     def reset(self) -> None:
         """Back to w0: fresh optimiser, step 0, handles back where they were placed; targets and mask are kept."""
