@@ -1,4 +1,4 @@
-"""The paper's face-landmark protocol (DragGAN Table 1; design.md §6) on a face model, default: ``default``.
+"""The paper's face-landmark protocol (DragGAN Table 1; docs/architecture.md §6) on a face model, default: ``default``.
 
     python benchmarks/landmarks.py --pairs 20 --out out/landmarks
     python benchmarks/landmarks.py --pairs 10 --points 1 5 --optimize-ws 7 --lr 2e-3 --out out/sweep-ws7
@@ -49,8 +49,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from dragkit.engine import DragConfig, DragSession, StepResult
-from dragkit.engine.config import TRACKERS
+from dragkit.cli.options import add_drag_options, drag_config_from_args
+from dragkit.engine import DragSession, StepResult
 from dragkit.io import load_generator
 from dragkit.io.images import to_uint8
 from dragkit.nn.protocol import Generator
@@ -194,44 +194,13 @@ def _draw(img: np.ndarray, groups: list[tuple[np.ndarray, str]], size: int = 256
     return panel
 
 
-def _parse_ws(text: str | None) -> int | tuple[int, ...] | None:
-    if text is None:
-        return None
-    if "," in text or "-" in text:
-        out: list[int] = []
-        for part in text.split(","):
-            if "-" in part:
-                a, b = part.split("-")
-                out += list(range(int(a), int(b) + 1))
-            elif part:
-                out.append(int(part))
-        return tuple(out)
-    return int(text)
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark; writes the JSONL and PNG under ``args.out`` and returns the summary."""
     device = torch.device(args.device)
     G: Generator = load_generator(args.network, device=device)
     H, W = G.img_shape
     marker = Landmarker(Path(args.predictor) if args.predictor else None)
-    config = DragConfig(
-        lr=args.lr,
-        optimize_ws=_parse_ws(args.optimize_ws),
-        feature_block=args.feature_block,
-        r1=args.r1,
-        r2=args.r2,
-        track_norm=args.track_norm,
-        w_mode=args.w_mode,
-        tracker=args.tracker,
-        track_patch=args.track_patch,
-        track_prior=args.track_prior,
-        sub_motion_cells=args.sub_motion_cells,
-        sub_motion_loss=args.sub_motion_loss,
-        motion_step=args.motion_step,
-        latent_reg=args.latent_reg,
-        max_steps=args.max_steps,
-    )
+    config = drag_config_from_args(args)
     probe = DragSession(G, G.mapping(z_from_seed(0, G.z_dim).to(device)), config=config)
     settings = probe.settings.to_dict()
     level = G.feature_levels()[probe.settings.feature_block]
@@ -271,9 +240,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sess.set_points(handles, targets)
                 start = time.perf_counter()
                 if args.oracle:
-                    last = run_with_oracle(sess, marker, idx, targets, args.max_steps)
+                    last = run_with_oracle(sess, marker, idx, targets, config.max_steps)
                 else:
-                    last = sess.run(max_steps=args.max_steps)
+                    last = sess.run(max_steps=config.max_steps)
                 seconds = time.perf_counter() - start
                 result = sess.image()
                 lm_res = marker(result)
@@ -328,7 +297,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "feature_level": f"{level.name} ({level.channels}×{level.resolution}²)",
             "settings": settings,
             "psi": args.psi,
-            "max_steps": args.max_steps,
+            "max_steps": config.max_steps,
             "pairs": args.pairs,
             "first_pair": args.first_pair,
             "skipped_seed_pairs": skipped,
@@ -400,33 +369,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="diagnostic: re-detect the landmarks with dlib before every step and drag from there (perfect tracking)",
     )
-    parser.add_argument("--max-steps", type=int, default=300, help="steps per edit at most (paper: 300)")
     parser.add_argument("--psi", type=float, default=0.7, help="truncation of both faces (default 0.7)")
     parser.add_argument("--seed-base", type=int, default=0, help="first seed (pairs use 2i, 2i+1 from here)")
-    parser.add_argument("--lr", type=float, default=None, help="Adam lr (default: the model's hint)")
-    parser.add_argument("--optimize-ws", default=None, help="count k (first k) or indices '0-6' / '0,1,4'")
-    parser.add_argument("--feature-block", type=int, default=None, help="feature level index (default: hint)")
-    parser.add_argument("--r1", type=int, default=None, help="motion patch radius in image pixels (default: scaled)")
-    parser.add_argument("--r2", type=int, default=None, help="tracking window half-size in pixels (default: scaled)")
-    parser.add_argument("--track-norm", choices=["l2", "l1"], default="l2", help="tracking distance (default l2)")
-    parser.add_argument("--sub-motion-cells", type=float, default=3.0, help="freedrag: sub-motion length (cells)")
-    parser.add_argument("--sub-motion-loss", type=float, default=1.0, help="freedrag: expected loss (1-cell units)")
-    parser.add_argument(
-        "--tracker",
-        choices=list(TRACKERS),
-        default=None,
-        help="point tracker (default: hint)",
-    )
-    parser.add_argument("--track-prior", type=float, default=0.0, help="least-motion prior of the tracker")
-    parser.add_argument("--track-patch", type=int, default=2, help="patch tracker half-size in feature cells")
-    parser.add_argument("--motion-step", type=float, default=None, help="motion shift in pixels (default: hint)")
-    parser.add_argument("--latent-reg", type=float, default=0.0, help="γ of the latent regulariser (default 0)")
-    parser.add_argument("--w-mode", choices=["w+", "w"], default="w+", help="optimise W+ rows or one w")
     parser.add_argument("--figure-pairs", type=int, default=4, help="pairs shown in landmarks.png (default 4)")
     parser.add_argument("--predictor", default=None, help="path of shape_predictor_68_face_landmarks.dat")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default="out/landmarks", help="output directory (default out/landmarks)")
+    add_drag_options(parser, skip=("stop_rule",))  # the protocol's stop distance is set per edit
     args = parser.parse_args(argv)
     if not 0 <= args.first_pair < args.pairs:
         parser.error("--first-pair must be in [0, --pairs)")

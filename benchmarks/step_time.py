@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from dragkit.engine import DragConfig, DragSession
-from dragkit.engine.config import TRACKERS
+from dragkit.engine.trackers import TRACKERS
 from dragkit.nn.protocol import Generator
 
 RANDOM_512 = "stylegan2-512-random"
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=[],
         choices=list(TRACKERS),
-        help="also time a fast step with each of these trackers (e.g. --trackers nn patch freedrag flow)",
+        help="also time a fast step with each of these trackers (e.g. --trackers nn patch freedrag hybrid)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import torch
 
+from dragkit.engine.trackers import tracker_choices
 from dragkit.studio.server import BackgroundServer, StudioConfig, create_app
 from tests.conftest import make_tiny_generator
 
@@ -125,7 +126,21 @@ def test_drag_stop_undo_export(browser: Any, server: BackgroundServer) -> None:
     page.wait_for_function(f"window.dragkit.server.step === {before - 1}")
     page.screenshot(path=str(ARTIFACTS / "e2e-04-undone.png"))
 
-    # The tracker picker shows the model's choice; switching keeps the edit where it is.
+    # The tracker picker lists the server's trackers (experimental ones grouped and marked) and shows the
+    # session's choice; switching keeps the edit where it is.
+    options = page.evaluate(
+        "[...document.querySelectorAll('#tracker option')].map((o) => ({value: o.value, text: o.textContent,"
+        " title: o.title, group: o.parentElement.tagName === 'OPTGROUP' ? o.parentElement.label : null}))"
+    )
+    trackers = {t["name"]: t for t in tracker_choices()}
+    assert sorted(o["value"] for o in options) == sorted(trackers) and "flow" not in trackers
+    for o in options:
+        t = trackers[o["value"]]
+        assert o["title"] == t["description"]
+        if t["experimental"]:
+            assert o["group"] == "Experimental" and o["text"] == f"{t['label']} (experimental)"
+        else:
+            assert o["group"] is None and o["text"] == t["label"]
     assert page.locator("#tracker").input_value() == "nn"
     page.select_option("#tracker", "hybrid")
     page.wait_for_function("window.dragkit.server.tracker === 'hybrid'")

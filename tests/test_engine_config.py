@@ -30,7 +30,7 @@ from dragkit.errors import InvalidInputError
         ("r2", 2.0),
         ("mask_lambda", -1.0),
         ("latent_reg", math.inf),
-        ("track_norm", "cosine"),
+        ("tracker_params", 3),
         ("stop_rule", "never"),
         ("stop_rule", 0.0),
         ("stop_rule", True),
@@ -78,7 +78,7 @@ def _resolve(cfg: DragConfig, H: int = 512) -> Any:
 def test_resolve_fills_model_defaults() -> None:
     r = _resolve(DragConfig())
     assert (r.lr, r.optimize_ws, r.feature_block, r.r1, r.r2) == (2e-3, (0, 1, 2, 3, 4, 5), 5, 3, 12)
-    assert (r.mask_lambda, r.latent_reg, r.track_norm, r.stop_rule, r.max_steps, r.impl) == (
+    assert (r.mask_lambda, r.latent_reg, r.tracker_params.norm, r.stop_rule, r.max_steps, r.impl) == (
         20.0,
         0.0,
         "l2",
@@ -102,33 +102,36 @@ def test_resolve_fills_model_defaults() -> None:
     )
 
 
-def test_tracker_and_motion_step_come_from_hints_unless_set() -> None:
+def test_tracker_and_its_params() -> None:
+    from dragkit.engine.trackers.freedrag import FreeDragParams
+    from dragkit.engine.trackers.nn import NNParams
+    from dragkit.engine.trackers.patch import PatchParams
+
     r = _resolve(DragConfig())
-    assert (r.tracker, r.track_patch, r.motion_step) == ("nn", 2, 1.0)
-    r = DragConfig().resolve(
-        image_shape=(64, 64),
-        num_ws=8,
-        num_feature_levels=4,
-        hint_feature_block=1,
-        hint_optimize_ws=(0,),
-        hint_lr=1e-3,
-        hint_tracker="patch",
-        hint_motion_step=2.0,
-        hint_r1=5,
-    )
-    assert (r.tracker, r.motion_step, r.r1) == ("patch", 2.0, 5)
-    assert _resolve(DragConfig(r1=2)).r1 == 2  # the user's value wins over the default and any hint
-    r = _resolve(DragConfig(tracker="patch", track_patch=0, motion_step=0.5))
-    assert (r.tracker, r.track_patch, r.motion_step) == ("patch", 0, 0.5)
-    for bad in (
-        {"tracker": "lk"},
-        {"track_patch": -1},
-        {"track_patch": 1.5},
-        {"motion_step": 0.0},
-        {"track_prior": -1.0},
+    assert (r.tracker, r.tracker_params) == ("nn", NNParams())
+    assert _resolve(DragConfig(r1=2)).r1 == 2  # the user's value wins over the default
+    cfg = DragConfig(tracker="patch", tracker_params={"patch": 0})
+    assert cfg.tracker_params == PatchParams(patch=0) and _resolve(cfg).tracker_params == PatchParams(patch=0)
+    assert DragConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # another tracker starts from its own defaults unless params come along
+    assert cfg.replace(tracker="freedrag").tracker_params == FreeDragParams()
+    assert cfg.replace(tracker="hybrid", tracker_params={"patch": 3}).tracker_params.patch == 3
+    assert cfg.replace(lr=1e-3).tracker_params == PatchParams(patch=0)
+    for bad, match in (
+        ({"tracker": "lk"}, "tracker"),
+        ({"tracker": "flow"}, "tracker"),
+        ({"tracker": "patch", "tracker_params": {"patch": -1}}, "patch"),
+        ({"tracker": "patch", "tracker_params": {"patch": 1.5}}, "patch"),
+        ({"tracker": "patch", "tracker_params": {"size": 1}}, r"unknown keys \['size'\]"),
+        ({"tracker": "nn", "tracker_params": PatchParams()}, "tracker_params"),
+        ({"tracker": "nn", "tracker_params": {"norm": "cosine"}}, "norm"),
+        ({"tracker": "freedrag", "tracker_params": {"sub_motion_steps": 0}}, "sub_motion_steps"),
     ):
-        with pytest.raises(InvalidInputError, match=next(iter(bad))):
+        with pytest.raises(InvalidInputError, match=match):
             DragConfig(**bad)  # type: ignore[arg-type]
+    for removed in ("track_prior", "motion_step", "track_patch"):
+        with pytest.raises(InvalidInputError, match="unknown keys"):
+            DragConfig.from_dict({removed: 1})
 
 
 def test_resolve_checks_indices_against_the_model() -> None:

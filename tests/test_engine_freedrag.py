@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dragkit.engine import DragConfig, DragSession, freedrag
+from dragkit.engine import DragConfig, DragSession
+from dragkit.engine.trackers import freedrag
 from dragkit.errors import InvalidInputError
 from dragkit.nn.stylegan2 import StyleGAN2Generator
 
@@ -89,7 +90,7 @@ def test_choose_targets_rules() -> None:
     torch.testing.assert_close(out[0], virtual[3])  # improved but not below l/2: keeps pulling at the same place
 
 
-CFG = DragConfig(lr=0.02, r1=2, r2=3, tracker="freedrag", sub_motion_cells=1.0)
+CFG = DragConfig(lr=0.02, r1=2, r2=3, tracker="freedrag", tracker_params={"sub_motion_cells": 1.0})
 HANDLES = [(10.0, 12.0), (20.0, 8.0)]
 TARGETS = [(16.0, 14.0), (14.0, 4.0)]
 

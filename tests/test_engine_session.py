@@ -64,7 +64,7 @@ def test_bad_latent_and_config_raise(tiny_g: StyleGAN2Generator) -> None:
 # -- the algorithm --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("changes", [{}, {"tracker": "patch", "track_patch": 1}, {"motion_step": 2.0}])
+@pytest.mark.parametrize("changes", [{}, {"tracker": "patch", "tracker_params": {"patch": 1}}, {"tracker": "freedrag"}])
 def test_fast_and_reference_give_the_same_trajectory(tiny_g: StyleGAN2Generator, changes: dict[str, object]) -> None:
     fast, ref = _session(tiny_g, impl="fast", **changes), _session(tiny_g, impl="reference", **changes)
     moved = 0.0
@@ -275,25 +275,57 @@ def test_save_load_continue_equals_an_uninterrupted_run(
     assert torch.equal(plain["w0"], part.w0)
 
 
-def test_load_accepts_a_file_written_before_the_tracker_settings_existed(
-    tiny_g: StyleGAN2Generator, tmp_path: Path
-) -> None:
+V1_FILES = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("tracker", ["nn", "hybrid"])
+def test_load_reads_version_1_files(tiny_g: StyleGAN2Generator, tracker: str) -> None:
+    """Files of the first format (tracker settings as flat config fields) keep latents, points, mask and history.
+
+    ``tests/data/session_v1_*.pt`` were written by that release: the tiny generator, seed 0, CFG (hybrid: with
+    track_patch 1), the mask below, 4 steps, one undone — what the twin below does with today's code.
+    """
+    loaded = DragSession.load(V1_FILES / f"session_v1_{tracker}.pt", tiny_g)
+    twin = _session(tiny_g, **({"tracker": "hybrid", "tracker_params": {"patch": 1}} if tracker == "hybrid" else {}))
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[:, 4:28] = True
+    twin.set_mask(mask)
+    twin.run(max_steps=4)
+    twin.undo()
+    assert loaded.config == twin.config and loaded.settings == twin.settings
+    _same_state(loaded, twin)
+    assert loaded.can_redo and loaded.can_undo
+    loaded.redo()
+    twin.redo()
+    _same_state(loaded, twin)
+    loaded.undo(6)  # back to before the points and the mask: the whole history came along
+    assert loaded.handles == [] and not loaded.can_undo
+    loaded.redo(6)
+    loaded.run(max_steps=2)  # templates are re-taken from the current latent; the drag goes on
+    assert loaded.step_count == 6
+
+
+def test_load_refuses_malformed_files_with_a_clear_error(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
     sess = _session(tiny_g)
-    sess.run(max_steps=3)
-    payload = torch.load(sess.save(tmp_path / "new.pt"), weights_only=True)
-    added = ("tracker", "track_patch", "track_prior", "sub_motion_cells", "sub_motion_loss", "sub_motion_steps")
-    for key in (*added, "motion_step"):  # what the first release wrote: none of these keys
-        payload["settings"].pop(key)
-        payload["config"].pop(key)
-    for st in payload["states"]:
-        st.pop("freedrag")
-        st.pop("measured_in")
-    torch.save(payload, tmp_path / "old.pt")
-    loaded = DragSession.load(tmp_path / "old.pt", tiny_g)
-    _same_state(loaded, sess)
-    loaded.run(max_steps=2)
     sess.run(max_steps=2)
-    _same_state(loaded, sess)
+    good = torch.load(sess.save(tmp_path / "good.pt"), weights_only=True)
+    breakages = {
+        "no states": lambda d: d.update(states=[]),
+        "current out of range": lambda d: d.update(current=999),
+        "dangling segment": lambda d: d["states"][-1].update(segment=7),
+        "tracker state of another tracker": lambda d: d["trackings"][0].update(tracker="patch"),
+        "unknown tracker": lambda d: d["segments"][0].update(tracker="nope"),
+        "NaN handle": lambda d: d["states"][-1].update(handles=[[float("nan"), 1.0], [2.0, 2.0]]),
+        "missing key": lambda d: d.pop("states"),
+    }
+    for what, breaking in breakages.items():
+        d = torch.load(tmp_path / "good.pt", weights_only=True)
+        breaking(d)
+        torch.save(d, tmp_path / "bad.pt")
+        with pytest.raises(InvalidInputError, match=r"bad\.pt"):
+            DragSession.load(tmp_path / "bad.pt", tiny_g)
+        assert what  # each breakage names what it breaks
+    assert good["version"] == 2
 
 
 def test_load_rejects_another_generator_and_bad_files(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
@@ -312,7 +344,8 @@ def test_load_rejects_another_generator_and_bad_files(tiny_g: StyleGAN2Generator
 
 def test_native_mask_term_approximates_the_upsampled_one(tiny_g: StyleGAN2Generator) -> None:
     """The fast path's mask term (native grid, area-resized mask) is within a few % of the reference's."""
-    from dragkit.engine import ops
+    from dragkit.engine.losses import fixed_region_weights, mask_loss
+    from dragkit.engine.sampling import upsample_features
 
     sess = _session(tiny_g)
     sess.run(max_steps=6)
@@ -323,24 +356,47 @@ def test_native_mask_term_approximates_the_upsampled_one(tiny_g: StyleGAN2Genera
     for lo, hi in [(4, 28), (0, 20), (10, 13)]:
         mask = torch.zeros(32, 32, dtype=torch.bool)
         mask[:, lo:hi] = True
-        native = ops.mask_loss(f1, f0, ops.fixed_region_weights(mask, tuple(f1.shape[-2:])))
-        up = ops.mask_loss(
-            ops.upsample_features(f1, (32, 32)),
-            ops.upsample_features(f0, (32, 32)),
-            ops.fixed_region_weights(mask, (32, 32)),
+        native = mask_loss(f1, f0, fixed_region_weights(mask, tuple(f1.shape[-2:])))
+        up = mask_loss(
+            upsample_features(f1, (32, 32)),
+            upsample_features(f0, (32, 32)),
+            fixed_region_weights(mask, (32, 32)),
         )
         assert up.item() > 0 and native.item() == pytest.approx(up.item(), rel=0.15)
 
 
-def test_set_lr_changes_the_next_steps_only(tiny_g: StyleGAN2Generator) -> None:
+def test_set_config_changes_the_next_steps_only(tiny_g: StyleGAN2Generator) -> None:
     a, b = _session(tiny_g), _session(tiny_g)
     a.step()
     b.step()
-    b.set_lr(1e-2)
+    b.set_config(lr=1e-2)
     assert b.settings.lr == 1e-2 and b.config.lr == 1e-2
     a.step()
     b.step()
     assert not torch.equal(a.ws, b.ws)  # the second step used the new rate
     with pytest.raises(InvalidInputError, match="lr"):
-        b.set_lr(float("nan"))
-    assert b.settings.lr == 1e-2
+        b.set_config(lr=float("nan"))
+    with pytest.raises(InvalidInputError, match="w_mode"):
+        b.set_config(w_mode="w")  # the latent's layout: a new session
+    with pytest.raises(InvalidInputError, match="tracker"):
+        b.set_config(tracker="flow")
+    assert b.settings.lr == 1e-2 and b.settings.tracker == "nn"
+
+
+def test_set_config_tracker_starts_afresh_and_undo_never_reuses_another_trackers_state(
+    tiny_g: StyleGAN2Generator,
+) -> None:
+    sess = _session(tiny_g)
+    sess.run(max_steps=3)
+    sess.set_config(tracker="patch", tracker_params={"patch": 1})
+    sess.run(max_steps=2)
+    assert sess.config.tracker == "patch" and sess.step_count == 5
+    # the same drag continued by a fresh patch session from the latent and handles at step 3 gives the same steps
+    sess.undo(2)
+    twin = DragSession(tiny_g, sess.ws, CFG.replace(tracker="patch", tracker_params={"patch": 1}))
+    twin.set_points(sess.handles, sess.targets)
+    first = sess.step()
+    assert first.handles == twin.step().handles
+    sess.set_config(tracker="nn")
+    sess.undo(1)  # a patch segment under the nn tracker: started afresh, not reused
+    assert sess.step().step == 4

@@ -21,6 +21,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from dragkit.engine.trackers import TRACKERS, tracker_choices
 from dragkit.io import save_native
 from dragkit.nn.stylegan2 import StyleGAN2Generator
 from dragkit.studio.server import StudioConfig, create_app
@@ -142,6 +143,7 @@ def test_first_state_new_image_and_truncation(client: TestClient) -> None:
     with client.websocket_connect("/ws") as ws:
         hello, _ = recv_until(ws, "hello")
         assert hello["defaults"]["model"] == "tiny" and hello["limits"]["max_points"] >= 1
+        assert hello["trackers"] == tracker_choices()
         state, _ = recv_until(ws, "state")
         assert (state["width"], state["height"], state["seed"], state["model"]) == (32, 32, 1, "tiny")
         first = decode_data_url(state["image"])
@@ -300,7 +302,36 @@ def test_tracker_switch_mid_edit_keeps_the_edit_and_survives_the_w_plus_toggle(c
         assert stopped["step"] == 5 and stopped["tracker"] == "hybrid"
         s = call(ws, {"type": "set_config", "w_plus": False})
         assert s["tracker"] == "hybrid" and s["step"] == 0
-        assert_error(call(ws, {"type": "set_config", "tracker": "optical"}), "invalid")
+        for unknown in ("optical", "flow"):
+            reply = call(ws, {"type": "set_config", "tracker": unknown, "lr": 0.5})
+            assert_error(reply, "invalid")
+            assert unknown in reply["message"] and all(name in reply["message"] for name in TRACKERS)
+        s = call(ws, {"type": "set_config", "max_steps": 3})  # nothing of the refused message was applied
+        assert s["tracker"] == "hybrid" and s["lr"] == 0.05
+
+
+def test_tracker_list_in_hello_and_the_engine_is_the_source_of_truth(client: TestClient) -> None:
+    with client.websocket_connect("/ws") as ws:
+        hello = recv_until(ws, "hello")[0]
+        names = [t["name"] for t in hello["trackers"]]
+        assert names == list(TRACKERS) and names[0] == "nn" and "flow" not in names
+        assert {"freedrag", "patch", "hybrid"} <= set(names)
+        for t in hello["trackers"]:
+            assert set(t) == {"name", "label", "experimental", "description"}
+            assert isinstance(t["label"], str) and t["label"] and isinstance(t["experimental"], bool)
+        assert {t["name"] for t in hello["trackers"] if t["experimental"]} == {"patch", "hybrid"}
+        recv_until(ws, "state")
+        s = call(ws, {"type": "set_config", "tracker": "freedrag", "lr": 0.01, "max_steps": 7})
+        assert (s["tracker"], s["lr"], s["max_steps"]) == ("freedrag", 0.01, 7)
+        tab = client.app.state.manager.get(hello["session"])  # type: ignore[attr-defined]
+        eng = tab.engine
+        assert (eng.config.tracker, eng.config.lr, eng.config.max_steps) == ("freedrag", 0.01, 7)
+        assert (eng.settings.tracker, eng.settings.lr, eng.settings.max_steps) == ("freedrag", 0.01, 7)
+        # A new image (another seed, W instead of W+) keeps the choices.
+        s = call(ws, {"type": "new_image", "seed": 4, "w_plus": False})
+        assert (s["tracker"], s["lr"], s["max_steps"], s["w_plus"], s["seed"]) == ("freedrag", 0.01, 7, False, 4)
+        assert tab.engine is not eng and tab.engine.config.tracker == "freedrag"
+        assert tab.engine.settings.w_mode == "w"
 
 
 def test_lr_change_applies_to_the_running_engine(client: TestClient) -> None:
@@ -352,6 +383,7 @@ def test_save_png_latent_and_session_roundtrip(client: TestClient, tiny_g: Style
         mine = (out * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
         assert np.array_equal(mine, img)
 
+        call(a, {"type": "set_config", "tracker": "freedrag", "lr": 0.03})
         saved = client.get(f"/api/sessions/{sid_a}/session.pt")
         assert saved.status_code == 200 and len(saved.content) > 1000
 
@@ -359,6 +391,7 @@ def test_save_png_latent_and_session_roundtrip(client: TestClient, tiny_g: Style
             sid_b = recv_until(b, "hello")[0]["session"]
             recv_until(b, "state")
             call(b, {"type": "new_image", "seed": 5})
+            call(b, {"type": "set_config", "max_steps": 9})
             r = client.post(f"/api/sessions/{sid_b}/session", content=saved.content)
             assert r.status_code == 200, r.text
             loaded = r.json()
@@ -366,10 +399,14 @@ def test_save_png_latent_and_session_roundtrip(client: TestClient, tiny_g: Style
             for s in (loaded, pushed):
                 assert s["step"] == 3 and s["handles"] == stopped["handles"] and s["has_mask"]
                 assert s["model"] == "tiny" and s["can_undo"]
+                # The file's drag options come along; the steps per Start stay the tab's.
+                assert (s["tracker"], s["lr"], s["max_steps"]) == ("freedrag", 0.03, 9)
             png_b = client.get(f"/api/sessions/{sid_b}/image.png").content
             assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_b))), img)
             s = call(b, {"type": "undo"})  # history came along
             assert s["step"] == 2
+            s = call(b, {"type": "new_image", "seed": 6})  # and the options stay for the next image
+            assert (s["tracker"], s["lr"], s["max_steps"]) == ("freedrag", 0.03, 9)
 
 
 @pytest.mark.parametrize("fmt", ["gif", "mp4"])
@@ -476,6 +513,10 @@ BAD_MESSAGES: list[tuple[str, str]] = [
     ('{"type": "set_config", "max_steps": 0}', "invalid"),
     ('{"type": "set_config", "max_steps": 100001}', "invalid"),
     ('{"type": "set_config", "w_plus": "yes"}', "invalid"),
+    ('{"type": "set_config", "tracker": ""}', "invalid"),
+    ('{"type": "set_config", "tracker": 3}', "invalid"),
+    ('{"type": "set_config", "tracker": "' + "n" * 65 + '"}', "invalid"),
+    ('{"type": "set_config", "tracker": "flow"}', "invalid"),
     ('{"type": "mask_stroke", "points": [], "radius": 3, "mode": "movable"}', "invalid"),
     ('{"type": "mask_stroke", "points": [[1, 1]], "radius": 0, "mode": "movable"}', "invalid"),
     ('{"type": "mask_stroke", "points": [[1, 1]], "radius": 33, "mode": "movable"}', "out_of_range"),

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pytest
@@ -17,7 +17,12 @@ from starlette.websockets import WebSocketDisconnect
 
 from dragkit.errors import InvalidInputError
 from dragkit.nn.stylegan2 import StyleGAN2Generator
-from dragkit.studio.sessions import FrameStore, Outbox, StudioConfig, Worker, paint_stroke
+from dragkit.studio import protocol as P
+from dragkit.studio.codec import data_url, decode_jpeg, encode_jpeg, encode_png
+from dragkit.studio.handlers import HANDLERS
+from dragkit.studio.mask import decimate, paint_stroke
+from dragkit.studio.sessions import FrameStore, StudioConfig
+from dragkit.studio.worker import Outbox, Worker
 from tests.test_studio_api import (
     _one_thread_and_watchdog,  # noqa: F401 - an autouse fixture, active here too
     assert_error,
@@ -262,6 +267,28 @@ def test_paint_stroke_discs_and_capsules() -> None:
     assert line[10, 2:28].all() and line[8, 15] and not line[13, 15] and not empty.any()
     erased = paint_stroke(np.ones((20, 30), dtype=bool), [(15.0, 10.0)], 1.0, False)
     assert not erased[10, 15] and erased[0, 0]
+
+
+def test_decimate_keeps_the_ends_and_drops_close_samples() -> None:
+    pts = [(0.0, 0.0), (0.2, 0.0), (0.4, 0.0), (1.0, 0.0), (1.1, 0.0)]
+    assert decimate(pts, 0.5) == [(0.0, 0.0), (1.0, 0.0), (1.1, 0.0)]
+    assert decimate([(3.0, 4.0)], 1.0) == [(3.0, 4.0)]
+
+
+def test_codec_roundtrips() -> None:
+    rng = np.random.default_rng(0)
+    img = np.repeat(np.repeat(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), 8, axis=0), 8, axis=1)
+    back = decode_jpeg(encode_jpeg(img, 95))
+    assert back.shape == (32, 32, 3) and back.dtype == np.uint8 and np.abs(back.astype(int) - img).mean() < 8
+    grey = (rng.random((5, 7)) > 0.5).astype(np.uint8) * 255
+    png = encode_png(grey)
+    assert np.array_equal(decode_data_url(data_url(png, "image/png")), grey)
+    assert data_url(b"\x00\x01", "image/png") == "data:image/png;base64,AAE="
+
+
+def test_every_client_message_type_has_a_handler() -> None:
+    union = get_args(get_args(P.ClientMessage)[0])
+    assert set(HANDLERS) == set(union) and len(union) == 13
 
 
 def test_studio_config_validation() -> None:

@@ -22,12 +22,10 @@ import torch
 from tqdm import tqdm
 
 from dragkit.cli._common import class_label, parse_device
-from dragkit.engine.config import IMPLS, TRACK_NORMS, TRACKERS, W_MODES, DragConfig, parse_stop_rule
+from dragkit.cli.options import add_drag_options, drag_config_from_args
 from dragkit.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
-
-_DEFAULTS = DragConfig()
 
 
 def parse_point(text: str, option: str) -> tuple[float, float]:
@@ -59,28 +57,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--handle", action="append", default=[], metavar="X,Y", help="handle point (repeatable)")
     p.add_argument("--target", action="append", default=[], metavar="X,Y", help="target point (repeatable)")
     p.add_argument("--mask", type=Path, default=None, metavar="PNG", help="movable region: white = movable")
-    p.add_argument("--steps", type=int, default=_DEFAULTS.max_steps, metavar="N", help="at most N steps (300)")
-    p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="Adam learning rate (default: the model's)")
-    p.add_argument("--impl", choices=IMPLS, default=_DEFAULTS.impl, help="fast (default) or reference")
-    p.add_argument("--w-mode", choices=W_MODES, default=_DEFAULTS.w_mode, help="optimise W+ rows or one w")
-    p.add_argument("--optimize-ws", type=int, default=None, metavar="K", help="optimise the first K W+ rows")
-    p.add_argument("--feature-block", type=int, default=None, metavar="K", help="feature level index")
-    p.add_argument("--r1", type=int, default=None, help="motion patch radius (default round(3/512·H))")
-    p.add_argument("--r2", type=int, default=None, help="tracking window radius (default round(12/512·H))")
-    p.add_argument("--mask-lambda", type=float, default=_DEFAULTS.mask_lambda, metavar="L", help="default 20")
-    p.add_argument("--latent-reg", type=float, default=_DEFAULTS.latent_reg, metavar="G", help="default 0")
-    p.add_argument("--track-norm", choices=TRACK_NORMS, default=_DEFAULTS.track_norm, help="default l2")
-    p.add_argument(
-        "--tracker", choices=TRACKERS, default=None, help="nn | patch | freedrag | flow | hybrid (model default)"
-    )
-    p.add_argument("--track-patch", type=int, default=_DEFAULTS.track_patch, metavar="K", help="patch half-size (2)")
-    p.add_argument("--motion-step", type=float, default=None, metavar="PX", help="motion shift (default: model's)")
-    p.add_argument("--stop-rule", default="paper", metavar="RULE", help="paper | official | pixels")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--outdir", required=True, type=Path, metavar="DIR", help="output directory")
     p.add_argument("--fps", type=float, default=30.0, help="video frame rate (default 30)")
     p.add_argument("--render-every", type=int, default=1, metavar="N", help="video frame every N steps")
     p.add_argument("--no-video", action="store_true", help="skip the trajectory videos (faster)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--outdir", required=True, type=Path, metavar="DIR", help="output directory")
+    add_drag_options(p)
     p.set_defaults(func=run)
 
 
@@ -98,27 +80,9 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError("give at least one --handle X,Y and one --target X,Y")
     if len(handles) != len(targets):
         raise InvalidInputError(f"got {len(handles)} --handle and {len(targets)} --target: give them in pairs")
-    if args.steps < 1:
-        raise InvalidInputError(f"--steps: expected an int ≥ 1, got {args.steps}")
     if args.render_every < 1:
         raise InvalidInputError(f"--render-every: expected an int ≥ 1, got {args.render_every}")
-    config = DragConfig(
-        lr=args.lr,
-        optimize_ws=args.optimize_ws,
-        w_mode=args.w_mode,
-        feature_block=args.feature_block,
-        r1=args.r1,
-        r2=args.r2,
-        mask_lambda=args.mask_lambda,
-        latent_reg=args.latent_reg,
-        track_norm=args.track_norm,
-        tracker=args.tracker,
-        track_patch=args.track_patch,
-        motion_step=args.motion_step,
-        stop_rule=parse_stop_rule(args.stop_rule),
-        max_steps=args.steps,
-        impl=args.impl,
-    )
+    config = drag_config_from_args(args)
     device = parse_device(args.device)
     G = load_generator(args.network, device=device)
 
@@ -145,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         for name, writer in writers.items():
             writer.append(overlay if name.startswith("trajectory_overlay") else frame)
 
-    bar = tqdm(total=args.steps, desc="drag", unit="step", disable=None)
+    bar = tqdm(total=config.max_steps, desc="drag", unit="step", disable=None)
     last: StepResult | None = None
 
     def on_step(result: StepResult) -> None:
@@ -158,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        sess.run(max_steps=args.steps, callback=on_step, render_every=0 if args.no_video else args.render_every)
+        sess.run(max_steps=config.max_steps, callback=on_step, render_every=0 if args.no_video else args.render_every)
     except KeyboardInterrupt:
         logger.warning("interrupted after %d steps: writing the results so far", sess.step_count)
     finally:

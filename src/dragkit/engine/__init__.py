@@ -1,4 +1,4 @@
-"""The DragGAN algorithm, headless and CPU-testable (design.md §3).
+"""The DragGAN algorithm, headless and CPU-testable (docs/architecture.md §3).
 
 Library use::
 
@@ -8,25 +8,29 @@ Library use::
     result = sess.run(callback=lambda r: print(r.step, r.distances))
     image = sess.image()                      # uint8 [H, W, 3]
 
-Pure functions (``motion_loss``, ``track_points``, ``mask_loss``, ``stop_distance``, ``radii``) live in
-:mod:`dragkit.engine.ops`; the literal official-style versions in :mod:`dragkit.engine.reference`.
+Point trackers live in :mod:`dragkit.engine.trackers` (registry ``TRACKERS``); the loss terms in
+:mod:`dragkit.engine.losses`; feature sampling in :mod:`dragkit.engine.sampling`.
 """
 
 from __future__ import annotations
 
-from dragkit.engine.config import DragConfig, ResolvedConfig
-from dragkit.engine.ops import mask_loss, motion_loss, radii, stop_distance, track_points
-from dragkit.engine.session import DragSession, StepFailedError, StepResult
+from dragkit.engine.config import DragConfig, ResolvedConfig, radii, stop_distance
+from dragkit.engine.losses import mask_loss, motion_loss
+from dragkit.engine.result import StepFailedError, StepResult
+from dragkit.engine.session import DragSession
+from dragkit.engine.trackers import TRACKERS, Tracker, tracker_choices
 
 __all__ = [
+    "TRACKERS",
     "DragConfig",
     "DragSession",
     "ResolvedConfig",
     "StepFailedError",
     "StepResult",
+    "Tracker",
     "mask_loss",
     "motion_loss",
     "radii",
     "stop_distance",
-    "track_points",
+    "tracker_choices",
 ]

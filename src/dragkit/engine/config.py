@@ -1,31 +1,51 @@
-"""Typed settings of a drag session (design.md §3): :class:`DragConfig` and its resolved form.
+"""Typed settings of a drag session (docs/architecture.md §3): :class:`DragConfig` and its resolved form.
 
 ``DragConfig`` is what users and the CLI write; fields left ``None`` are filled per model from
 :meth:`dragkit.nn.protocol.Generator.drag_hints` and the image size by :meth:`DragConfig.resolve`, which yields a
 :class:`ResolvedConfig` whose every field is concrete. Both are frozen; validation happens in ``__post_init__``
-and raises :class:`~dragkit.errors.InvalidInputError` naming the field, the expected and the actual value.
+and raises :class:`~dragkit.errors.InvalidInputError` naming the field, the expected and the actual value. Each
+field's ``metadata["help"]`` is its one description: the CLI and the benchmarks build their options from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, cast
 
-from dragkit.engine.ops import radii
+from dragkit.engine.trackers import DEFAULT_TRACKER, get_tracker, params_from_dict
 from dragkit.errors import InvalidInputError
 
 WMode = Literal["w+", "w"]
-TrackNorm = Literal["l2", "l1"]
-Tracker = Literal["nn", "patch", "freedrag", "flow", "hybrid"]
 Impl = Literal["fast", "reference"]
 StopRule = Literal["paper", "official"] | float
 
 W_MODES: tuple[str, ...] = ("w+", "w")
-TRACK_NORMS: tuple[str, ...] = ("l2", "l1")
-TRACKERS: tuple[str, ...] = ("nn", "patch", "freedrag", "flow", "hybrid")
 IMPLS: tuple[str, ...] = ("fast", "reference")
 STOP_RULES: tuple[str, ...] = ("paper", "official")
+
+
+def radii(height: int) -> tuple[int, int]:
+    """(r1, r2) = (round(3/512·H), round(12/512·H)), each at least 1 (docs/architecture.md §3; Python's round,
+    as the official code)."""
+    if isinstance(height, bool) or not isinstance(height, int) or height < 1:
+        raise InvalidInputError(f"image height: expected an int ≥ 1, got {height!r}")
+    return max(1, round(3 / 512 * height)), max(1, round(12 / 512 * height))
+
+
+def stop_distance(rule: str | float, num_handles: int, height: int) -> float:
+    """Distance d in pixels below which a handle counts as arrived (docs/architecture.md §3, step 6).
+
+    ``'paper'``: d = 1 for ≤ 5 handles, 2 otherwise; ``'official'``: max(2/512·H, 2); a number: that number.
+    """
+    if rule == "paper":
+        return 1.0 if num_handles <= 5 else 2.0
+    if rule == "official":
+        return max(2 / 512 * height, 2.0)
+    if isinstance(rule, int | float) and not isinstance(rule, bool) and math.isfinite(rule) and rule > 0:
+        return float(rule)
+    raise InvalidInputError(f"stop rule: expected 'paper', 'official' or a positive number, got {rule!r}")
 
 
 def _fail(field: str, expected: str, value: Any) -> InvalidInputError:
@@ -40,9 +60,9 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if not isinstance(value, str) or value not in choices:
-        raise _fail(field, "one of " + ", ".join(repr(c) for c in choices), value)
+        raise _fail(name, "one of " + ", ".join(repr(c) for c in choices), value)
 
 
 def _check_stop_rule(value: Any) -> None:
@@ -65,34 +85,39 @@ def _check_optimize_ws(value: Any) -> None:
         raise _fail("optimize_ws", "distinct W+ indices", value)
 
 
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
 @dataclass(frozen=True)
 class DragConfig:
     """Settings of the DragGAN optimisation; ``None`` means "the model's default" (see :meth:`resolve`).
 
-    Defaults follow the paper (design.md §3): Adam, first 6 W+ layers, features of StyleGAN2's ``b128``,
-    r1 = round(3/512·H), r2 = round(12/512·H), λ = 20, no latent regularisation, L2 tracking, stop distance
-    d = 1 for ≤ 5 handles (2 otherwise), at most 300 steps.
+    Defaults follow the paper (docs/architecture.md §3): Adam, first 6 W+ layers, features of StyleGAN2's
+    ``b128``, r1 = round(3/512·H), r2 = round(12/512·H), λ = 20, no latent regularisation, the nearest-neighbour
+    tracker, stop distance d = 1 for ≤ 5 handles (2 otherwise), at most 300 steps.
+
+    ``tracker_params``: the tracker's own frozen params (``TRACKERS[tracker].Params``; a dict of its fields is
+    accepted and converted), or None for its defaults.
     """
 
-    lr: float | None = None  # Adam learning rate (None: generator.drag_hints().lr, 2e-3 for StyleGAN2)
-    optimize_ws: int | tuple[int, ...] | None = None  # first k W+ layers, or explicit indices (None: hints)
-    w_mode: WMode = "w+"  # 'w+': one vector per optimised layer; 'w': one w repeated into those layers
-    feature_block: int | None = None  # FeatureLevel index used for the loss and tracking (None: hints)
-    r1: int | None = None  # motion-supervision patch radius in image pixels (None: hints, else round(3/512·H))
-    r2: int | None = None  # tracking window half-size in image pixels (None: round(12/512·H), ≥ 1)
-    mask_lambda: float = 20.0  # λ of the fixed-region term (only used when a mask has both values)
-    latent_reg: float = 0.0  # γ of γ·mean|ws − w0| (official code: 0)
-    track_norm: TrackNorm = "l2"  # distance between features when tracking ('l2' official, 'l1' paper)
-    tracker: Tracker | None = None  # 'nn' (paper), 'patch', 'freedrag', 'flow' or 'hybrid' (None: hints)
-    track_patch: int = 2  # 'patch'/'hybrid': half-size of the patch in native feature cells
-    track_prior: float = 0.0  # 'nn'/'patch'/'hybrid': least-motion prior μ (0: none, the paper's tracker)
-    sub_motion_cells: float = 3.0  # 'freedrag': longest sub-motion in native feature cells (official: 3)
-    sub_motion_loss: float = 1.0  # 'freedrag': expected loss of a sub-motion, in units of the one-cell mismatch
-    sub_motion_steps: int = 5  # 'freedrag': optimiser steps per sub-motion at most (official: 5)
-    motion_step: float | None = None  # length of the motion-supervision shift in pixels (None: hints; paper 1)
-    stop_rule: StopRule = "paper"  # 'paper': d = 1 (≤ 5 handles) else 2; 'official': max(2/512·H, 2); or d
-    max_steps: int = 300  # default number of steps for DragSession.run
-    impl: Impl = "fast"  # 'fast' (native feature grid, early stop) or 'reference' (official ordering)
+    lr: float | None = field(default=None, metadata=_help("Adam learning rate (default: the model's, 2e-3)"))
+    optimize_ws: int | tuple[int, ...] | None = field(
+        default=None, metadata=_help("optimised W+ rows: the first K, or indices '0-6' / '0,1,4' (default: model's)")
+    )
+    w_mode: WMode = field(default="w+", metadata=_help("'w+': a vector per optimised row; 'w': one w repeated"))
+    feature_block: int | None = field(default=None, metadata=_help("feature level index (default: the model's)"))
+    r1: int | None = field(default=None, metadata=_help("motion patch radius in pixels (default round(3/512·H))"))
+    r2: int | None = field(default=None, metadata=_help("tracking window radius in pixels (default round(12/512·H))"))
+    mask_lambda: float = field(default=20.0, metadata=_help("λ of the fixed-region term (default 20)"))
+    latent_reg: float = field(default=0.0, metadata=_help("γ of γ·mean|ws − w0| (default 0, as the official code)"))
+    tracker: str = field(default=DEFAULT_TRACKER, metadata=_help("point tracker (default nn, the paper's)"))
+    tracker_params: Any = field(default=None, metadata=_help("the tracker's own settings (None: its defaults)"))
+    stop_rule: StopRule = field(
+        default="paper", metadata=_help("'paper' (d = 1 px, 2 px for > 5 points), 'official' or a distance in px")
+    )
+    max_steps: int = field(default=300, metadata=_help("steps at most (default 300, the paper's evaluation)"))
+    impl: Impl = field(default="fast", metadata=_help("'fast' (native feature grid) or 'reference' (official)"))
 
     def __post_init__(self) -> None:
         if self.lr is not None and not (_is_real(self.lr) and self.lr > 0):
@@ -105,33 +130,30 @@ class DragConfig:
             value = getattr(self, name)
             if value is not None and not (_is_int(value) and value >= 1):
                 raise _fail(name, "None or an int ≥ 1", value)
-        for name in ("mask_lambda", "latent_reg", "track_prior"):
+        for name in ("mask_lambda", "latent_reg"):
             value = getattr(self, name)
             if not (_is_real(value) and value >= 0):
                 raise _fail(name, "a finite float ≥ 0", value)
-        _check_choice("track_norm", self.track_norm, TRACK_NORMS)
-        if self.tracker is not None:
-            _check_choice("tracker", self.tracker, TRACKERS)
-        if not (_is_int(self.track_patch) and self.track_patch >= 0):
-            raise _fail("track_patch", "an int ≥ 0", self.track_patch)
-        for name in ("sub_motion_cells", "sub_motion_loss"):
-            value = getattr(self, name)
-            if not (_is_real(value) and value > 0):
-                raise _fail(name, "a positive finite float", value)
-        if not (_is_int(self.sub_motion_steps) and self.sub_motion_steps >= 1):
-            raise _fail("sub_motion_steps", "an int ≥ 1", self.sub_motion_steps)
-        if self.motion_step is not None and not (_is_real(self.motion_step) and self.motion_step > 0):
-            raise _fail("motion_step", "None or a positive finite float", self.motion_step)
+        tracker = get_tracker(self.tracker)
+        params = self.tracker_params
+        if params is None:
+            params = tracker.Params()
+        elif isinstance(params, dict):
+            params = params_from_dict(tracker, params)
+        elif not isinstance(params, tracker.Params):
+            raise _fail("tracker_params", f"None, a dict or {tracker.Params.__name__}", params)
+        object.__setattr__(self, "tracker_params", params)
         _check_stop_rule(self.stop_rule)
         if not (_is_int(self.max_steps) and self.max_steps >= 1):
             raise _fail("max_steps", "an int ≥ 1", self.max_steps)
         _check_choice("impl", self.impl, IMPLS)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists); :meth:`from_dict` inverts it."""
-        d = asdict(self)
+        """JSON-ready dict (tuples become lists, tracker params a dict); :meth:`from_dict` inverts it."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         if isinstance(self.optimize_ws, tuple):
             d["optimize_ws"] = list(self.optimize_ws)
+        d["tracker_params"] = asdict(self.tracker_params)
         return d
 
     @classmethod
@@ -149,8 +171,11 @@ class DragConfig:
         return cls(**d)
 
     def replace(self, **changes: Any) -> DragConfig:
-        """A copy with ``changes`` applied (validated; unknown names raise)."""
-        d = self.to_dict()
+        """A copy with ``changes`` applied (validated; unknown names raise). Changing ``tracker`` without giving
+        ``tracker_params`` starts from the new tracker's default params."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        if "tracker" in changes and changes["tracker"] != self.tracker and "tracker_params" not in changes:
+            d["tracker_params"] = None
         d.update(changes)
         return DragConfig.from_dict(d)
 
@@ -163,9 +188,6 @@ class DragConfig:
         hint_feature_block: int,
         hint_optimize_ws: tuple[int, ...],
         hint_lr: float,
-        hint_tracker: str = "nn",
-        hint_motion_step: float = 1.0,
-        hint_r1: int | None = None,
     ) -> ResolvedConfig:
         """Fill every ``None`` from the model's hints and the image height H; check indices against the model."""
         H = image_shape[0]
@@ -183,26 +205,18 @@ class DragConfig:
         block = hint_feature_block if self.feature_block is None else self.feature_block
         if not 0 <= block < num_feature_levels:
             raise _fail("feature_block", f"a feature level index in [0, {num_feature_levels - 1}]", block)
-        tracker = hint_tracker if self.tracker is None else self.tracker
-        _check_choice("tracker", tracker, TRACKERS)
         default_r1, default_r2 = radii(H)
         return ResolvedConfig(
             lr=float(hint_lr if self.lr is None else self.lr),
             optimize_ws=tuple(sorted(layers)),
             w_mode=self.w_mode,
             feature_block=block,
-            r1=self.r1 if self.r1 is not None else default_r1 if hint_r1 is None else hint_r1,
+            r1=default_r1 if self.r1 is None else self.r1,
             r2=default_r2 if self.r2 is None else self.r2,
             mask_lambda=float(self.mask_lambda),
             latent_reg=float(self.latent_reg),
-            track_norm=self.track_norm,
-            tracker=cast(Tracker, tracker),
-            track_patch=self.track_patch,
-            track_prior=float(self.track_prior),
-            sub_motion_cells=float(self.sub_motion_cells),
-            sub_motion_loss=float(self.sub_motion_loss),
-            sub_motion_steps=self.sub_motion_steps,
-            motion_step=float(hint_motion_step if self.motion_step is None else self.motion_step),
+            tracker=self.tracker,
+            tracker_params=self.tracker_params,
             stop_rule=self.stop_rule,
             max_steps=self.max_steps,
             impl=self.impl,
@@ -221,22 +235,17 @@ class ResolvedConfig:
     r2: int
     mask_lambda: float
     latent_reg: float
-    track_norm: TrackNorm
-    tracker: Tracker
-    track_patch: int
-    track_prior: float
-    sub_motion_cells: float
-    sub_motion_loss: float
-    sub_motion_steps: int
-    motion_step: float
+    tracker: str
+    tracker_params: Any  # TRACKERS[tracker].Params instance
     stop_rule: StopRule
     max_steps: int
     impl: Impl
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["optimize_ws"] = list(self.optimize_ws)
+        d["tracker_params"] = dataclasses.asdict(self.tracker_params)
         return d
 
     def as_config(self) -> DragConfig:

@@ -4,7 +4,7 @@ NVIDIA's ``stylegan2-ada-pytorch`` / ``stylegan3`` save networks with a plain ``
 is a call to ``torch_utils.persistence._reconstruct_persistent_obj(meta)`` whose ``meta['module_src']`` holds the
 source of the defining module, which NVIDIA's loader ``exec``s. Here that function is replaced by one that records
 ``meta`` in a :class:`PersistentStub` (the source is kept as text and never executed), and every other global the
-pickle names must be on a short allow-list (design.md §4); anything else raises
+pickle names must be on a short allow-list (docs/architecture.md §4); anything else raises
 :class:`~dragkit.errors.UnsafeCheckpointError` naming ``module.name`` and the file before it is called.
 
 Allowed globals (checked against torch's own pickling code: ``Tensor._reduce_ex_internal`` emits

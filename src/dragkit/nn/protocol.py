@@ -1,4 +1,4 @@
-"""The generator protocol the drag engine depends on (design.md §2).
+"""The generator protocol the drag engine depends on (docs/architecture.md §2).
 
 Every network family (StyleGAN2, the MobileStyleGAN default model, later StyleGAN3) implements it; the engine
 imports nothing else from ``dragkit.nn``.
@@ -41,17 +41,11 @@ class DragHints:
     ``feature_block``: FeatureLevel index whose output the motion loss and tracking use.
     ``optimize_ws``: indices into W+ that are optimised (the rest stay at w0).
     ``lr``: Adam learning rate.
-    ``tracker``: point tracker, ``'nn'`` (the paper's nearest neighbour) or ``'patch'`` (centred-cosine patch match).
-    ``motion_step``: length of the motion-supervision shift d_i in image pixels (the paper: 1).
-    ``r1``: motion-supervision patch radius in image pixels (None: the paper's round(3/512·H)).
     """
 
     feature_block: int
     optimize_ws: tuple[int, ...]
     lr: float = 2e-3
-    tracker: str = "nn"
-    motion_step: float = 1.0
-    r1: int | None = None
 
 
 @dataclass

@@ -17,7 +17,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from dragkit.engine.config import Tracker
 from dragkit.errors import InvalidInputError
 
 #: Largest seed accepted (NumPy's RandomState takes 32-bit seeds).
@@ -59,11 +58,15 @@ class NewImage(_Message):
 
 
 class SetConfig(_Message):
-    """Change drag options for the next Start: learning rate, point tracker, step budget per Start, W vs W+."""
+    """Change drag options: learning rate, point tracker, step budget per Start, W vs W+.
+
+    ``tracker`` is a name of :data:`dragkit.engine.trackers.TRACKERS` (the ``hello`` message lists them); an
+    unknown name is refused when the message is applied, with the list of known ones.
+    """
 
     type: Literal["set_config"]
     lr: Annotated[Finite, Field(ge=LR_RANGE[0], le=LR_RANGE[1])] | None = None
-    tracker: Tracker | None = None
+    tracker: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     max_steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] | None = None
     w_plus: bool | None = None
 
@@ -98,7 +101,7 @@ class ClearPoints(_Message):
 
 class MaskStroke(_Message):
     """Paint a polyline of discs of ``radius`` pixels: ``movable`` marks pixels free to change, ``fixed``
-    marks pixels that must stay (design.md §3 step 4)."""
+    marks pixels that must stay (docs/architecture.md §3 step 4)."""
 
     type: Literal["mask_stroke"]
     points: Annotated[list[Point], Field(min_length=1, max_length=MAX_STROKE_POINTS)]

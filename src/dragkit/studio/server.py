@@ -4,8 +4,9 @@ Routes (details and message shapes in ``docs/studio.md``):
 
 - ``GET /`` — the page; ``GET /static/…`` — its modules and style sheet.
 - ``WS /ws[?session=ID]`` — a tab's live channel: a new session (or the one named, to reconnect), client
-  messages of :mod:`dragkit.studio.protocol` in, ``hello`` / ``state`` / ``frame`` / ``stopped`` / ``status`` /
-  ``error`` messages out.
+  messages of :mod:`dragkit.studio.protocol` in (carried out by :mod:`dragkit.studio.handlers`), ``hello`` /
+  ``state`` / ``frame`` / ``stopped`` / ``status`` / ``error`` messages out. ``hello`` lists the models, the
+  point trackers (:func:`dragkit.engine.trackers.tracker_choices`), the defaults and the limits.
 - ``GET /api/health``, ``GET /api/models``.
 - ``POST /api/sessions`` — a session without a WebSocket (scripts); ``GET /api/sessions/{id}`` — its state;
   ``POST /api/sessions/{id}/command`` — any client message as a JSON body, answered with the resulting state.
@@ -38,18 +39,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from dragkit import __version__
+from dragkit.engine.trackers import tracker_choices
 from dragkit.errors import DragkitError
 from dragkit.nn.protocol import Generator
 from dragkit.studio import protocol as P
 from dragkit.studio.models import ModelStore
-from dragkit.studio.sessions import (
-    CLOSE,
-    Outbox,
-    SessionManager,
-    StudioConfig,
-    StudioSession,
-    error_code,
-)
+from dragkit.studio.sessions import SessionManager, StudioConfig, StudioSession, error_code
+from dragkit.studio.worker import CLOSE, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +176,7 @@ def create_app(
             "session": s.id,
             "version": __version__,
             "models": [m.to_json() for m in store.available()],
+            "trackers": tracker_choices(),
             "defaults": {
                 "model": config.network,
                 "seed": config.seed,
@@ -248,7 +245,7 @@ def create_app(
     async def image_png(sid: str) -> Response:
         s = manager.get(sid)
         data = await on_worker(lambda: manager.image_png(s))
-        return Response(data, media_type="image/png", headers=_attachment(f"dragkit-seed{s.options.seed}.png"))
+        return Response(data, media_type="image/png", headers=_attachment(f"dragkit-seed{s.source.seed}.png"))
 
     @app.get("/api/sessions/{sid}/latent.pt")
     async def latent_pt(sid: str) -> Response:
@@ -257,7 +254,7 @@ def create_app(
         return Response(
             data,
             media_type="application/octet-stream",
-            headers=_attachment(f"dragkit-seed{s.options.seed}-latent.pt"),
+            headers=_attachment(f"dragkit-seed{s.source.seed}-latent.pt"),
         )
 
     @app.get("/api/sessions/{sid}/session.pt")
@@ -267,7 +264,7 @@ def create_app(
         return Response(
             data,
             media_type="application/octet-stream",
-            headers=_attachment(f"dragkit-seed{s.options.seed}.session.pt"),
+            headers=_attachment(f"dragkit-seed{s.source.seed}.session.pt"),
         )
 
     @app.post("/api/sessions/{sid}/session")
@@ -290,7 +287,7 @@ def create_app(
         data = await on_worker(lambda: manager.export_video(s, fmt, overlays, fps))
         media = "video/mp4" if fmt == "mp4" else "image/gif"
         suffix = "" if overlays else "-clean"
-        return Response(data, media_type=media, headers=_attachment(f"dragkit-seed{s.options.seed}{suffix}.{fmt}"))
+        return Response(data, media_type=media, headers=_attachment(f"dragkit-seed{s.source.seed}{suffix}.{fmt}"))
 
     # -- the live channel -------------------------------------------------------------------------------------
     @app.websocket("/ws")

@@ -1,47 +1,46 @@
 """Studio sessions: one per browser tab, isolated, expiring when idle, all model work on one worker thread.
 
-- :class:`Worker` — a single thread that runs every job touching a generator, first come first served. Drags are
-  cut into one-step jobs that re-queue themselves, so two tabs dragging at once alternate step by step and never
-  run on the model at the same time; a point edit sent during a drag lands between two steps.
-- :class:`StudioSession` — one tab's state: the engine's :class:`~dragkit.engine.DragSession`, the drag options,
-  the recorded frames (for video export) and the outbox of messages for its WebSocket. Every method named
-  ``do_*`` runs on the worker thread only.
+- :class:`StudioSession` — one tab's state: the image source (model, seed, ψ), the :class:`~dragkit.engine.DragConfig`
+  for its next engine, the engine's :class:`~dragkit.engine.DragSession` (the source of truth for the drag
+  options once it exists), the recorded frames (for video export) and the outbox of messages for its WebSocket.
+  Its engine, frames and run fields are touched on the worker thread only.
 - :class:`SessionManager` — creates, finds and expires sessions (LRU bound + idle timeout), turns client messages
-  into worker jobs and drives the drag loop (start, per-step frames, auto-stop on arrival or at ``max_steps``,
-  stop on request).
+  into worker jobs (each handled by :data:`dragkit.studio.handlers.HANDLERS`) and drives the drag loop (start,
+  per-step frames, auto-stop on arrival or at ``max_steps``, stop on request).
 
-Frames travel as JPEG data URLs inside JSON messages; the mask as a greyscale PNG data URL (255 = movable).
+The worker thread and the outbox live in :mod:`dragkit.studio.worker`, image encoding in
+:mod:`dragkit.studio.codec`, the mask brush in :mod:`dragkit.studio.mask`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
-import contextlib
 import io
-import itertools
 import logging
 import math
-import queue
 import secrets
 import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
-from PIL import Image
 
 from dragkit.engine import DragConfig, DragSession, StepFailedError, StepResult
-from dragkit.engine.config import Tracker
 from dragkit.errors import CheckpointError, DragkitError, InvalidInputError, ModelNotFoundError
 from dragkit.studio import protocol as P
+from dragkit.studio.codec import data_url, decode_jpeg, encode_jpeg, encode_png
+from dragkit.studio.handlers import HANDLERS
 from dragkit.studio.models import ModelStore
+from dragkit.studio.worker import CLOSE, Outbox, Worker
+
+if TYPE_CHECKING:
+    from dragkit.engine import ResolvedConfig
 
 log = logging.getLogger(__name__)
 
@@ -125,165 +124,6 @@ def error_code(exc: BaseException) -> str:
     return "internal"
 
 
-# -- encoding --------------------------------------------------------------------------------------------------
-
-
-def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
-    """uint8 [H, W, 3] → JPEG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def encode_png(img: np.ndarray) -> bytes:
-    """uint8 [H, W, 3] or [H, W] → PNG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def data_url(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-
-
-def paint_stroke(mask: np.ndarray, points: list[tuple[float, float]], radius: float, value: bool) -> np.ndarray:
-    """A copy of bool ``mask`` [H, W] where every pixel whose centre lies within ``radius`` of the polyline
-    ``points`` (x, y; pixel centres at integers) is set to ``value`` — discs joined by capsules.
-
-    Raises :class:`ProtocolError` ("too_large") when the stroke's segments would cover more than 64 images' worth
-    of pixels, which no hand-drawn stroke does.
-    """
-    H, W = mask.shape
-    out = mask.copy()
-    r = float(radius)
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    segments = list(itertools.pairwise(pts)) if len(pts) > 1 else [(pts[0], pts[0])]
-    boxes = []
-    for a, b in segments:
-        x0, x1 = max(0, math.floor(min(a[0], b[0]) - r)), min(W - 1, math.ceil(max(a[0], b[0]) + r))
-        y0, y1 = max(0, math.floor(min(a[1], b[1]) - r)), min(H - 1, math.ceil(max(a[1], b[1]) + r))
-        if x0 <= x1 and y0 <= y1:
-            boxes.append((a, b, x0, x1, y0, y1))
-    if sum((x1 - x0 + 1) * (y1 - y0 + 1) for _, _, x0, x1, y0, y1 in boxes) > 64 * H * W:
-        raise P.ProtocolError("too_large", "mask stroke too large: paint it in smaller strokes")
-    for a, b, x0, x1, y0, y1 in boxes:
-        ys, xs = np.mgrid[y0 : y1 + 1, x0 : x1 + 1].astype(np.float64)
-        d = b - a
-        length2 = float(d @ d)
-        t = 0.0 if length2 == 0 else np.clip(((xs - a[0]) * d[0] + (ys - a[1]) * d[1]) / length2, 0.0, 1.0)
-        dist2 = (xs - (a[0] + t * d[0])) ** 2 + (ys - (a[1] + t * d[1])) ** 2
-        out[y0 : y1 + 1, x0 : x1 + 1][dist2 <= r * r] = value
-    return out
-
-
-def _decimate(points: list[tuple[float, float]], spacing: float) -> list[tuple[float, float]]:
-    """Drop stroke samples closer than ``spacing`` to the last kept one (the painted shape barely changes)."""
-    kept = [points[0]]
-    for p in points[1:]:
-        if math.hypot(p[0] - kept[-1][0], p[1] - kept[-1][1]) >= spacing:
-            kept.append(p)
-    if kept[-1] != points[-1]:
-        kept.append(points[-1])
-    return kept
-
-
-# -- the worker ------------------------------------------------------------------------------------------------
-
-
-class Worker:
-    """One daemon thread running submitted callables in order; ``submit`` returns a concurrent Future."""
-
-    def __init__(self, name: str = "dragkit-studio-worker") -> None:
-        self._queue: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._closed = False
-        self._thread.start()
-
-    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        if self._closed:
-            fut.set_exception(RuntimeError("the studio worker is shut down"))
-            return fut
-        self._queue.put((fut, fn))
-        return fut
-
-    def _loop(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            fut, fn = job
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Finish the jobs already queued, then stop the thread."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-
-# -- per-tab state ---------------------------------------------------------------------------------------------
-
-CLOSE = {"type": "__close__"}  # outbox sentinel: close the WebSocket
-
-
-class Outbox:
-    """Messages waiting to be sent on a session's WebSocket; thread-safe ``put``.
-
-    Up to ``max_pending_frames`` frames may wait; beyond that a new frame replaces the newest waiting one, so a
-    slow client sees the latest picture rather than an ever-growing backlog. Other messages are never dropped.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_pending_frames: int = 4) -> None:
-        self._loop = loop
-        self._items: deque[dict[str, Any]] = deque()
-        self._event = asyncio.Event()
-        self.max_pending_frames = max_pending_frames
-        self._pending_frames = 0
-        self.dropped_frames = 0
-
-    def put(self, msg: dict[str, Any]) -> None:
-        with contextlib.suppress(RuntimeError):  # a closed event loop: nobody is listening any more
-            self._loop.call_soon_threadsafe(self._put, msg)
-
-    def _put(self, msg: dict[str, Any]) -> None:
-        is_frame = msg.get("type") == "frame"
-        if (
-            is_frame
-            and self._pending_frames >= self.max_pending_frames
-            and self._items
-            and self._items[-1].get("type") == "frame"
-        ):
-            self._items[-1] = msg
-            self.dropped_frames += 1
-        else:
-            self._items.append(msg)
-            self._pending_frames += is_frame
-        self._event.set()
-
-    async def get(self) -> dict[str, Any]:
-        while not self._items:
-            self._event.clear()
-            await self._event.wait()
-        msg = self._items.popleft()
-        self._pending_frames -= msg.get("type") == "frame"
-        return msg
-
-
 class FrameStore:
     """JPEG frames recorded during drags, keyed by engine step (the frame of step s shows the latent the step
     started from). Bounded by ``budget`` bytes: the oldest frames go first."""
@@ -314,25 +154,26 @@ class FrameStore:
         return len(self._frames)
 
 
-@dataclass
-class DragOptions:
-    """The tab's drag controls."""
+@dataclass(frozen=True)
+class ImageSource:
+    """Where the tab's image comes from: model id, seed in [0, 2³²) and truncation ψ."""
 
     model: str
     seed: int
     psi: float
-    w_plus: bool
-    lr: float | None
-    max_steps: int
-    tracker: str | None = None  # None: the model's drag_hints().tracker
 
 
 @dataclass
 class StudioSession:
-    """One browser tab. Fields below ``engine`` are touched by the worker thread only (the ``do_*`` methods)."""
+    """One browser tab. ``engine`` and the fields below it are touched on the worker thread only.
+
+    ``source`` and ``config`` make the tab's next engine (a new image, the W/W+ toggle); while an engine exists,
+    its ``config`` / ``settings`` are what the drag uses and what :meth:`snapshot` reports.
+    """
 
     id: str
-    options: DragOptions
+    source: ImageSource
+    config: DragConfig
     frames: FrameStore
     jpeg_quality: int
     engine: DragSession | None = None
@@ -361,24 +202,31 @@ class StudioSession:
             raise conflict("no_image", "no image yet: choose a model and a seed first")
         return self.engine
 
+    @property
+    def w_plus(self) -> bool:
+        """Whether the drag optimises W+ (True) or one shared w (False)."""
+        mode = self.engine.settings.w_mode if self.engine is not None else self.config.w_mode
+        return mode == "w+"
+
     def snapshot(self, *, image: bool = False, mask: bool = False) -> dict[str, Any]:
         """The session state as a JSON-ready dict (``type`` "state"); ``image``/``mask`` add data URLs."""
-        o = self.options
+        src = self.source
+        eng = self.engine
+        opts: ResolvedConfig | DragConfig = eng.settings if eng is not None else self.config
         out: dict[str, Any] = {
             "type": "state",
             "session": self.id,
-            "model": o.model,
-            "seed": o.seed,
-            "psi": o.psi,
-            "w_plus": o.w_plus,
-            "lr": o.lr,
-            "tracker": o.tracker,
-            "max_steps": o.max_steps,
+            "model": src.model,
+            "seed": src.seed,
+            "psi": src.psi,
+            "w_plus": self.w_plus,
+            "lr": opts.lr,  # None without an engine: the model's default
+            "tracker": opts.tracker,
+            "max_steps": opts.max_steps,
             "running": self.running,
             "run_steps": self.run_steps,
             "last_run_steps": self.last_run_steps,
         }
-        eng = self.engine
         if eng is None:
             out.update(width=None, height=None, handles=[], targets=[], distances=[], step=0)
             out.update(can_undo=False, can_redo=False, stop_distance=None, has_mask=False, frames=0)
@@ -388,8 +236,6 @@ class StudioSession:
         out.update(
             width=W,
             height=H,
-            lr=eng.settings.lr,
-            tracker=eng.settings.tracker,
             handles=[list(p) for p in st.handles],
             targets=[list(p) for p in st.targets],
             distances=list(st.distances),
@@ -421,17 +267,21 @@ class StudioSession:
         msg.update(type="stopped", reason=reason)
         return msg
 
+    def supersede(self) -> None:
+        """End a running drag because another action replaces it, telling the tab (reason "superseded")."""
+        stopped = self.halt("superseded")
+        if stopped:
+            self.emit(stopped)
+
     def new_engine(self, store: ModelStore, model: str, seed: int, psi: float, w_plus: bool) -> None:
+        """A fresh engine on ``model``'s image of ``seed`` at truncation ``psi``, with the tab's config (W+ or
+        W per ``w_plus``); nothing changes if the model cannot be loaded."""
         G = store.get(model)
-        config = DragConfig(
-            lr=self.options.lr,
-            tracker=cast(Tracker | None, self.options.tracker),
-            w_mode="w+" if w_plus else "w",
-            max_steps=self.options.max_steps,
-        )
+        config = self.config.replace(w_mode="w+" if w_plus else "w")
         engine = DragSession.from_seed(G, seed, psi=psi, config=config, model_id=model)
         self.engine = engine
-        self.options.model, self.options.seed, self.options.psi, self.options.w_plus = model, seed, psi, w_plus
+        self.source = ImageSource(model, seed, psi)
+        self.config = config
         self.frames.clear()
         self.run_steps = self.last_run_steps = 0
 
@@ -468,8 +318,9 @@ class SessionManager:
                     raise TooManySessionsError(c.max_sessions)
                 victim = min(idle, key=lambda s: s.last_active)
                 self._drop(victim)
-            options = DragOptions(c.network, c.seed, c.psi, c.w_plus, c.lr, c.max_steps)
-            s = StudioSession(new_session_id(), options, FrameStore(c.frame_budget_bytes), c.jpeg_quality)
+            source = ImageSource(c.network, c.seed, c.psi)
+            config = DragConfig(lr=c.lr, w_mode="w+" if c.w_plus else "w", max_steps=c.max_steps)
+            s = StudioSession(new_session_id(), source, config, FrameStore(c.frame_budget_bytes), c.jpeg_quality)
             self._sessions[s.id] = s
         log.info("session %s… created (%d open)", s.id[:6], len(self._sessions))
         return s
@@ -539,134 +390,14 @@ class SessionManager:
 
     def _apply(self, s: StudioSession, msg: P.ClientMessage) -> dict[str, Any]:
         """Carry out one client message on the worker thread; returns the reply."""
-        if isinstance(msg, P.NewImage):
-            stopped = s.halt("superseded")
-            if stopped:
-                s.emit(stopped)
-            model = msg.model if msg.model is not None else s.options.model
-            w_plus = msg.w_plus if msg.w_plus is not None else s.options.w_plus
-            s.emit({"type": "status", "message": f"loading {model}…"})
-            s.new_engine(self.models, model, msg.seed, msg.psi, w_plus)
-            return s.snapshot(image=True, mask=True)
-        if isinstance(msg, P.SetConfig):
-            return self._set_config(s, msg)
-        if isinstance(msg, P.Start):
-            return self._start(s)
-        if isinstance(msg, P.Stop):
-            stopped = s.halt("user")
-            return stopped if stopped is not None else s.snapshot()
-
-        eng = s.require_engine()
-        image = mask = False
-        if isinstance(msg, P.AddPoint):
-            if len(eng.handles) >= P.MAX_POINTS:
-                raise conflict("too_many_points", f"at most {P.MAX_POINTS} points")
-            eng.add_point(s.point(msg.handle, "handle"), s.point(msg.target, "target"))
-        elif isinstance(msg, P.MovePoint):
-            handles, targets = eng.handles, eng.targets
-            if not msg.index < len(handles):
-                raise P.ProtocolError("out_of_range", f"no point {msg.index}: there are {len(handles)}")
-            if msg.handle is None and msg.target is None:
-                raise P.ProtocolError("invalid", "move_point needs a handle, a target or both")
-            if msg.handle is not None:
-                handles[msg.index] = s.point(msg.handle, "handle")
-            if msg.target is not None:
-                targets[msg.index] = s.point(msg.target, "target")
-            eng.set_points(handles, targets)
-        elif isinstance(msg, P.RemovePoint):
-            if not msg.index < len(eng.handles):
-                raise P.ProtocolError("out_of_range", f"no point {msg.index}: there are {len(eng.handles)}")
-            eng.remove_point(msg.index)
-        elif isinstance(msg, P.ClearPoints):
-            eng.clear_points()
-        elif isinstance(msg, P.MaskStroke):
-            self._mask_stroke(s, eng, msg)
-            mask = True
-        elif isinstance(msg, P.MaskClear):
-            eng.set_mask(None)
-            mask = True
-        elif isinstance(msg, P.Undo | P.Redo | P.Reset):
-            stopped = s.halt("superseded")
-            if stopped:
-                s.emit(stopped)
-            if isinstance(msg, P.Reset):
-                eng.reset()
-            else:
-                self._undo_redo(s, eng, msg)
-            image = mask = True
-        else:  # pragma: no cover - the protocol union is exhaustive
+        handler = HANDLERS.get(type(msg))
+        if handler is None:  # pragma: no cover - HANDLERS covers the protocol union
             raise P.ProtocolError("unknown_type", f"unhandled message {msg.type!r}")
-        s.last_run_steps = 0
-        return s.snapshot(image=image, mask=mask)
-
-    def _set_config(self, s: StudioSession, msg: P.SetConfig) -> dict[str, Any]:
-        o = s.options
-        if msg.max_steps is not None:
-            o.max_steps = msg.max_steps
-        if msg.lr is not None:
-            o.lr = msg.lr
-            if s.engine is not None:
-                s.engine.set_lr(msg.lr)
-        if msg.tracker is not None:
-            o.tracker = msg.tracker
-            if s.engine is not None:
-                s.engine.set_tracker(msg.tracker)  # the drag goes on from here with fresh templates
-        if msg.w_plus is not None and msg.w_plus != o.w_plus:
-            # W vs W+ changes what is optimised: like the official GUI, start again from the seed's latent,
-            # keeping the points and the mask.
-            stopped = s.halt("superseded")
-            if stopped:
-                s.emit(stopped)
-            old = s.engine
-            o.w_plus = msg.w_plus
-            if old is not None:
-                origins = old.status()
-                mask = old.mask
-                s.new_engine(self.models, o.model, o.seed, o.psi, o.w_plus)
-                eng = s.require_engine()
-                if origins.handles:
-                    eng.set_points(origins.handles, origins.targets)
-                if mask is not None:
-                    eng.set_mask(mask)
-                return s.snapshot(image=True, mask=True)
-        return s.snapshot()
-
-    def _undo_redo(self, s: StudioSession, eng: DragSession, msg: P.Undo | P.Redo) -> None:
-        if isinstance(msg, P.Undo) and msg.drag:
-            count = s.last_run_steps
-            if count == 0:
-                raise conflict("nothing_to_undo", "no drag to undo as a whole: the last action was not a drag")
-        else:
-            count = msg.count
-        undo = isinstance(msg, P.Undo)
-        available = eng.can_undo if undo else eng.can_redo
-        if not available:
-            raise conflict(f"nothing_to_{msg.type}", f"nothing to {msg.type}")
-        for _ in range(count):
-            if not (eng.can_undo if undo else eng.can_redo):
-                break
-            (eng.undo if undo else eng.redo)()
-        s.last_run_steps = 0
-
-    def _mask_stroke(self, s: StudioSession, eng: DragSession, msg: P.MaskStroke) -> None:
-        H, W = eng.image_shape
-        if msg.radius > max(H, W):
-            raise P.ProtocolError("out_of_range", f"radius {msg.radius:g} exceeds the image size {W}×{H}")
-        points = [s.point(p, "stroke point") for p in msg.points]
-        points = _decimate(points, max(0.5, msg.radius / 8))
-        movable = msg.mode == "movable"
-        current = eng.mask
-        if current is None:  # the first stroke decides what the unpainted rest is
-            current = np.full((H, W), not movable, dtype=bool)
-        eng.set_mask(paint_stroke(current, points, msg.radius, movable))
+        return handler(self, s, msg)
 
     # -- the drag loop ---------------------------------------------------------------------------------------
-    def _start(self, s: StudioSession) -> dict[str, Any]:
-        eng = s.require_engine()
-        if s.running:
-            return s.snapshot()
-        if not eng.handles:
-            raise conflict("no_points", "add at least one handle and target before starting")
+    def begin_drag(self, s: StudioSession) -> None:
+        """Mark ``s`` running and queue the first step job of a new run (worker thread)."""
         s.stop_requested = False
         s.running = True
         s.run_id += 1
@@ -674,7 +405,6 @@ class SessionManager:
         s.last_run_steps = 0
         run_id = s.run_id
         self.worker.submit(lambda: self._step_job(s, run_id))
-        return s.snapshot()
 
     def _step_job(self, s: StudioSession, run_id: int) -> None:
         if s.closed or run_id != s.run_id or not s.running:
@@ -700,7 +430,7 @@ class SessionManager:
         s.emit(self._frame_message(s, eng, result))
         if result.done:
             self._finish(s, "arrived")
-        elif s.run_steps >= s.options.max_steps:
+        elif s.run_steps >= eng.settings.max_steps:
             self._finish(s, "max_steps")
         else:
             self._next_step(s, run_id)
@@ -780,17 +510,16 @@ class SessionManager:
                 engine = DragSession.load(path, G)
             except InvalidInputError as exc:
                 raise P.ProtocolError("bad_session", str(exc).replace(str(path), "upload")) from None
-        stopped = s.halt("superseded")
-        if stopped:
-            s.emit(stopped)
+        # The file's drag options come along (lr, tracker, W vs W+); the steps per Start stay the tab's.
+        settings = engine.settings
+        if settings.max_steps != s.config.max_steps:
+            engine.set_config(max_steps=s.config.max_steps)
+        s.supersede()
         s.engine = engine
         s.frames.clear()
         s.run_steps = s.last_run_steps = 0
-        o = s.options
-        o.model = model_id
-        o.w_plus = engine.settings.w_mode == "w+"
-        o.lr = engine.settings.lr
-        o.tracker = engine.settings.tracker
+        s.source = ImageSource(model_id, s.source.seed, s.source.psi)
+        s.config = s.config.replace(lr=settings.lr, tracker=settings.tracker, w_mode=settings.w_mode)
         reply = s.snapshot(image=True, mask=True)
         s.emit(reply)
         return reply

@@ -55,6 +55,7 @@ const ui = {
 const app = {
   server: null,
   models: [],
+  trackers: [],
   limits: null,
   distances: [],
   loss: null,
@@ -100,8 +101,10 @@ function onMessage(msg) {
   switch (msg.type) {
     case "hello":
       app.models = msg.models;
+      app.trackers = msg.trackers;
       app.limits = msg.limits;
       fillModels(msg.models, msg.defaults.model);
+      fillTrackers(msg.trackers);
       ui.seed.max = String(msg.limits.max_seed);
       ui.maxSteps.max = String(msg.limits.max_steps);
       break;
@@ -226,6 +229,28 @@ function fillModels(models, current) {
     }),
   );
   ui.model.value = (app.server && app.server.model) || current;
+}
+
+// The server's trackers in its order; experimental ones in their own group, marked as such.
+function fillTrackers(trackers) {
+  const option = (t) => {
+    const o = document.createElement("option");
+    o.value = t.name;
+    o.textContent = t.experimental ? `${t.label} (experimental)` : t.label;
+    o.title = t.description;
+    return o;
+  };
+  const stable = trackers.filter((t) => !t.experimental).map(option);
+  const experimental = trackers.filter((t) => t.experimental).map(option);
+  const items = [...stable];
+  if (experimental.length) {
+    const group = document.createElement("optgroup");
+    group.label = "Experimental";
+    group.append(...experimental);
+    items.push(group);
+  }
+  ui.tracker.replaceChildren(...items);
+  if (app.server && app.server.tracker) ui.tracker.value = app.server.tracker;
 }
 
 function renderControls() {

@@ -1,4 +1,4 @@
-"""Pure functions of the template-driven drag (FreeDrag, Ling et al. CVPR 2024; design.md §3), ``tracker="freedrag"``.
+"""``freedrag``: the template-driven drag of FreeDrag (Ling et al., CVPR 2024; docs/architecture.md §3).
 
 DragGAN pulls a patch one pixel towards the target and then searches for the handle by nearest neighbour; when the
 search is fooled (similar structures, global appearance drift) the handle is reported ahead of the content and the
@@ -14,7 +14,7 @@ drag stops early. The template-driven drag replaces both halves:
   arrived (low loss) and low when it did not; a sub-motion that made things worse rolls v_i back.
 
 All positions are (x, y) image pixels; features are native maps ``[1, C, h, w]`` sampled bilinearly
-(:func:`dragkit.engine.ops.sample_at_pixels`). The patch is a 3 × 3 grid with spacing r1 image pixels around the
+(:func:`dragkit.engine.sampling.sample_at_pixels`). The patch is a 3 × 3 grid with spacing r1 image pixels around the
 point (the official implementation's ±¾ feature cell at 512 px with 128² features, i.e. Ω1's extent).
 
 The loss scale differs between generators, so the expected loss is calibrated per edit from F0:
@@ -25,13 +25,18 @@ away (:func:`calibrate`); the official code instead fixes ``l`` per model by han
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field, replace
 
 import torch
 
-from dragkit.engine.ops import _check_feat, _check_points, _window_offsets, cell_size, sample_at_pixels
+from dragkit.engine.sampling import cell_size, check_feat, check_points, sample_at_pixels, window_offsets
+from dragkit.engine.trackers.base import TrackContext, Tracker
 from dragkit.errors import InvalidInputError
 
 __all__ = [
+    "FreeDrag",
+    "FreeDragParams",
+    "FreeDragState",
     "calibrate",
     "choose_targets",
     "mismatch",
@@ -48,15 +53,15 @@ def patch_offsets(r1: int, device: torch.device | None = None) -> torch.Tensor:
     """The 3 × 3 patch around a point, spacing ``r1`` image pixels: [9, 2] (x, y) offsets, row-major."""
     if r1 < 1:
         raise InvalidInputError(f"r1: expected an int ≥ 1, got {r1!r}")
-    return _window_offsets(1, device or torch.device("cpu")) * float(r1)
+    return window_offsets(1, device or torch.device("cpu")) * float(r1)
 
 
 def sample_patches(
     feat: torch.Tensor, points: torch.Tensor, offsets: torch.Tensor, image_shape: tuple[int, int]
 ) -> torch.Tensor:
     """Feature patches at fractional points: feat [1, C, h, w], points [..., 2], offsets [P, 2] → [..., P, C]."""
-    _check_feat(feat)
-    _check_points("points", points)
+    check_feat(feat)
+    check_points("points", points)
     return sample_at_pixels(feat, points.unsqueeze(-2) + offsets, image_shape)
 
 
@@ -152,3 +157,122 @@ def choose_targets(
             pick = (costs - expected).abs().argmin() if good else costs.argmin()
             out[i] = cand[pick]
     return out
+
+
+@dataclass(frozen=True)
+class FreeDragParams:
+    """sub_motion_cells: longest sub-motion in native feature cells (official: 3); sub_motion_loss: expected loss l
+    of a sub-motion in units of the one-cell patch mismatch m1 of F0; sub_motion_steps: optimiser steps per
+    sub-motion at most (official: 5)."""
+
+    sub_motion_cells: float = field(default=3.0, metadata={"help": "longest sub-motion in feature cells (3)"})
+    sub_motion_loss: float = field(default=1.0, metadata={"help": "expected sub-motion loss, one-cell units (1)"})
+    sub_motion_steps: int = field(default=5, metadata={"help": "optimiser steps per sub-motion at most (5)"})
+
+    def __post_init__(self) -> None:
+        for name in ("sub_motion_cells", "sub_motion_loss"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise InvalidInputError(f"tracker 'freedrag' {name}: expected a positive finite float, got {value!r}")
+        steps = self.sub_motion_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise InvalidInputError(f"tracker 'freedrag' sub_motion_steps: expected an int ≥ 1, got {steps!r}")
+
+
+@dataclass(frozen=True)
+class FreeDragState:
+    """Per-point state of the template-driven drag."""
+
+    virtual: torch.Tensor  # [N, 2] virtual handle positions (x, y), fractional
+    templates: torch.Tensor  # [N, P, C] adaptive templates
+    loss_start: torch.Tensor  # [N] loss at the first step of the current sub-motion
+    arrived: torch.Tensor  # bool [N]
+    inner: int  # optimiser steps taken in the current sub-motion (0: a new one starts at the next step)
+    started: bool  # False until the first sub-motion was planned
+    expected: float  # expected loss l of a sub-motion (calibrated from F0)
+    finished: bool = False  # every point arrived at the last sub-motion boundary (nothing is optimised)
+
+
+class FreeDrag(Tracker[FreeDragParams, FreeDragState]):
+    """Virtual positions advanced by line search along p → t, adaptive templates, its own motion loss."""
+
+    name = "freedrag"
+    label = "FreeDrag"
+    description = "FreeDrag's template-driven sub-motions along the line to the target, with adaptive templates"
+    Params = FreeDragParams
+    State = FreeDragState
+
+    def start(self, ctx: TrackContext) -> FreeDragState:
+        """Templates from F0 at the handles, the expected loss calibrated on F0 (:func:`calibrate`)."""
+        features0 = ctx.features.detach()
+        points = ctx.handles
+        offsets = patch_offsets(ctx.r1, ctx.device)
+        n = points.shape[0]
+        return FreeDragState(
+            virtual=points,
+            templates=sample_patches(features0, points, offsets, ctx.image_shape).detach(),
+            loss_start=torch.zeros(n, device=ctx.device),
+            arrived=torch.zeros(n, dtype=torch.bool, device=ctx.device),
+            inner=0,
+            started=False,
+            expected=self.params.sub_motion_loss * calibrate(features0, points, offsets, ctx.image_shape),
+        )
+
+    def track(self, ctx: TrackContext, state: FreeDragState) -> tuple[torch.Tensor, FreeDragState]:
+        """At a sub-motion boundary: score the last one, update templates, test arrival, pick the next virtual
+        positions; in between, the virtual positions stay. Returns them as the handles."""
+        fd = self._plan(ctx, state)
+        return fd.virtual, fd
+
+    def _plan(self, ctx: TrackContext, fd: FreeDragState) -> FreeDragState:
+        if fd.inner > 0:
+            return fd
+        feat = ctx.features.detach()
+        offsets = patch_offsets(ctx.r1, ctx.device)
+        tgt = ctx.targets
+        n = tgt.shape[0]
+        templates, arrived = fd.templates, fd.arrived
+        loss_end = torch.zeros(n, device=ctx.device)
+        with torch.no_grad():
+            if fd.started:
+                current = sample_patches(feat, fd.virtual, offsets, ctx.image_shape)  # [N, P, C]
+                loss_end = mismatch(current, fd.templates)
+                close = (tgt - fd.virtual).norm(dim=-1) <= ctx.stop_distance
+                arrived = close & (loss_end <= 0.25 * fd.expected)
+                weight = torch.where(arrived, 1.0, template_weight(loss_end, fd.expected)).reshape(-1, 1, 1)
+                templates = weight * current + (1 - weight) * fd.templates
+                if bool(arrived.all()):
+                    return replace(fd, templates=templates, arrived=arrived, finished=True)
+            cell = cell_size(feat, ctx.image_shape)
+            virtual = choose_targets(
+                feat,
+                fd.virtual,
+                tgt,
+                templates,
+                fd.loss_start,
+                loss_end,
+                arrived,
+                fd.expected,
+                self.params.sub_motion_cells * cell,
+                offsets,
+                ctx.image_shape,
+            )
+        return replace(fd, virtual=virtual, templates=templates, arrived=arrived, started=True, finished=False)
+
+    def motion_loss(
+        self, ctx: TrackContext, handles: torch.Tensor, state: FreeDragState
+    ) -> tuple[torch.Tensor, FreeDragState]:
+        """Σ_i mean |F_patch(v_i) − T_i| (:func:`patch_loss`); after it, the sub-motion's bookkeeping: remember its
+        first loss, end it after ``sub_motion_steps`` steps or once every point's loss is below ¼·l."""
+        offsets = patch_offsets(ctx.r1, ctx.device)
+        per_point = patch_loss(ctx.features, state.virtual, state.templates, offsets, ctx.image_shape)
+        done = per_point.detach()
+        loss_start = done if state.inner == 0 else state.loss_start
+        inner = state.inner + 1
+        if inner >= self.params.sub_motion_steps or float(done.max()) < 0.25 * state.expected:
+            inner = 0
+        return per_point.sum(), replace(state, loss_start=loss_start, inner=inner)
+
+    def arrived(self, state: FreeDragState, distances: list[float], stop_distance: float) -> bool:
+        """Done when every point arrived at the last sub-motion boundary (position and template match)."""
+        return state.finished

@@ -1,4 +1,4 @@
-"""The flow tracker (pyramidal Lucas–Kanade on consecutive frames): known shifts, edges, and a session using it."""
+"""The hybrid tracker: its Lucas–Kanade half (known shifts, edges), the mean with the patch match, and sessions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dragkit.engine import DragConfig, DragSession, ops
+from dragkit.engine import DragConfig, DragSession
+from dragkit.engine.sampling import sample_at_pixels
+from dragkit.engine.trackers import hybrid
+from dragkit.engine.trackers.patch import PatchParams, patch_templates, track_points_patch
 from dragkit.errors import InvalidInputError
 from dragkit.nn.stylegan2 import StyleGAN2Generator
 
@@ -25,7 +28,7 @@ def _shift(base: torch.Tensor, dx: float, dy: float, size: int = 128) -> torch.T
     )
     pts = torch.stack([xs - dx + 16, ys - dy + 16], dim=-1)
     n = base.shape[-1]
-    return ops.sample_at_pixels(base, pts.reshape(-1, 2), (n, n)).reshape(1, 1, size, size)
+    return sample_at_pixels(base, pts.reshape(-1, 2), (n, n)).reshape(1, 1, size, size)
 
 
 @pytest.mark.parametrize("shift", [(0.6, -0.3), (1.5, 1.0), (-3.0, 2.5), (0.0, 0.0)])
@@ -34,7 +37,7 @@ def test_flow_recovers_a_shift_of_a_texture_also_under_gain_and_offset(shift: tu
     prev = _shift(base, 0.0, 0.0)
     cur = 1.3 * _shift(base, *shift) + 0.2
     handles = torch.tensor([[60.0, 64.0], [90.0, 40.0]])  # image pixels of a 256² image (2 image px per frame px)
-    got = ops.track_points_flow(prev, cur, handles, (256, 256))
+    got = hybrid.track_points_flow(prev, cur, handles, (256, 256))
     expected = handles + 2 * torch.tensor(shift)
     torch.testing.assert_close(got, expected, rtol=0, atol=0.3)  # 0.15 frame pixels
 
@@ -43,26 +46,26 @@ def test_flow_along_an_edge_does_not_invent_tangential_motion() -> None:
     ys = torch.arange(128, dtype=torch.float32).reshape(1, 1, 128, 1).expand(1, 1, 128, 128)
     edge = torch.sigmoid(ys - 64.0)  # horizontal edge: a shift along x is invisible
     handles = torch.tensor([[64.0, 64.0]])
-    got = ops.track_points_flow(edge, edge, handles, (128, 128))
+    got = hybrid.track_points_flow(edge, edge, handles, (128, 128))
     torch.testing.assert_close(got, handles, rtol=0, atol=1e-3)
     moved = torch.sigmoid(ys - 65.0)  # the edge moved down by 1
-    got = ops.track_points_flow(edge, moved, handles, (128, 128))
+    got = hybrid.track_points_flow(edge, moved, handles, (128, 128))
     assert abs(float(got[0, 0]) - 64.0) < 1e-2 and abs(float(got[0, 1]) - 65.0) < 0.1
 
 
 def test_flow_image_and_bad_input() -> None:
     img = torch.rand(1, 3, 64, 64) * 2 - 1
-    grey = ops.flow_image(img, size=32)
+    grey = hybrid.flow_image(img, size=32)
     assert grey.shape == (1, 1, 32, 32)
     expected = F.avg_pool2d((img * torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)).sum(1, keepdim=True), 2)
     torch.testing.assert_close(grey, expected)
     with pytest.raises(InvalidInputError, match="image"):
-        ops.flow_image(torch.rand(3, 64, 64))
+        hybrid.flow_image(torch.rand(3, 64, 64))
     with pytest.raises(InvalidInputError, match="frames"):
-        ops.track_points_flow(grey, torch.rand(1, 1, 16, 16), torch.zeros(1, 2), (64, 64))
+        hybrid.track_points_flow(grey, torch.rand(1, 1, 16, 16), torch.zeros(1, 2), (64, 64))
 
 
-CFG = DragConfig(lr=0.02, r1=2, r2=3, tracker="flow")
+CFG = DragConfig(lr=0.02, r1=2, r2=3, tracker="hybrid", tracker_params={"patch": 1})
 HANDLES = [(10.0, 12.0), (20.0, 8.0)]
 TARGETS = [(16.0, 14.0), (14.0, 4.0)]
 
@@ -73,23 +76,8 @@ def _session(G: StyleGAN2Generator, config: DragConfig = CFG) -> DragSession:
     return sess
 
 
-def test_session_flow_first_step_keeps_the_handles_then_follows_the_frames(tiny_g: StyleGAN2Generator) -> None:
-    sess = _session(tiny_g)
-    first = sess.step(render=True)
-    assert first.handles == HANDLES  # nothing to compare with yet
-    assert first.frame is not None
-    image0 = sess.image()  # the latent after step 1
-    r = sess.step(render=True)
-    assert r.frame is not None and (r.frame == image0).all()  # the frame is the step's starting latent
-    results = [sess.step() for _ in range(10)]
-    assert any(h != tuple(p) for res in results for h, p in zip(res.handles, HANDLES, strict=True))
-
-
-@pytest.mark.parametrize("config", [CFG, CFG.replace(tracker="hybrid", track_patch=1)], ids=["flow", "hybrid"])
-def test_session_flow_save_load_and_undo_continue_exactly(
-    tiny_g: StyleGAN2Generator, tmp_path: Path, config: DragConfig
-) -> None:
-    whole, part = _session(tiny_g, config), _session(tiny_g, config)
+def test_session_hybrid_save_load_and_undo_continue_exactly(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
+    whole, part = _session(tiny_g), _session(tiny_g)
     whole.run(max_steps=9)
     part.run(max_steps=5)
     loaded = DragSession.load(part.save(tmp_path / "s.pt"), tiny_g)
@@ -97,7 +85,7 @@ def test_session_flow_save_load_and_undo_continue_exactly(
     assert loaded.trajectory == whole.trajectory
     assert torch.equal(loaded.ws, whole.ws)
     assert any(r.handles != HANDLES for r in whole.trajectory[1:])  # the handles moved
-    # flow re-renders the handles' frame after undo, hybrid keeps the first frame: the same steps again
+    # hybrid keeps the segment's first frame: undo and step again gives the same steps
     whole.undo(3)
     redo = [whole.step() for _ in range(3)]
     assert [r.handles for r in redo] == [r.handles for r in loaded.trajectory[-3:]]
@@ -109,10 +97,10 @@ def test_flow_init_starts_the_search_where_told() -> None:
     handles = torch.tensor([[128.0, 128.0]])
     expected = handles + 2 * torch.tensor([[9.0, -7.0]])
     near = 2 * torch.tensor([[8.0, -6.0]])  # a start 1.4 frame pixels off
-    got = ops.track_points_flow(prev, cur, handles, (256, 256), init=near)
+    got = hybrid.track_points_flow(prev, cur, handles, (256, 256), init=near)
     torch.testing.assert_close(got, expected, rtol=0, atol=0.3)
     with pytest.raises(InvalidInputError, match="init"):
-        ops.track_points_flow(prev, cur, handles, (256, 256), init=torch.zeros(2, 2))
+        hybrid.track_points_flow(prev, cur, handles, (256, 256), init=torch.zeros(2, 2))
 
 
 def test_hybrid_is_the_mean_of_first_frame_flow_and_the_patch_match() -> None:
@@ -123,17 +111,17 @@ def test_hybrid_is_the_mean_of_first_frame_flow_and_the_patch_match() -> None:
     torch.manual_seed(0)
     feat0 = torch.randn(1, 4, 32, 32)
     feat = torch.roll(feat0, shifts=(1, 2), dims=(2, 3))  # features moved by (2, 1) cells = (16, 8) image px
-    templates = ops.patch_templates(feat0, anchors, 1, (256, 256))
-    got = ops.track_points_hybrid(frame0, cur, anchors, feat, templates, handles, 24, 1, (256, 256))
-    image = ops.track_points_flow(
-        frame0, cur, anchors, (256, 256), ops.HYBRID_RADIUS, ops.HYBRID_LEVELS, init=handles - anchors
+    templates = patch_templates(feat0, anchors, 1, (256, 256))
+    got = hybrid.track_points_hybrid(frame0, cur, anchors, feat, templates, handles, 24, 1, (256, 256))
+    image = hybrid.track_points_flow(
+        frame0, cur, anchors, (256, 256), hybrid.HYBRID_RADIUS, hybrid.HYBRID_LEVELS, init=handles - anchors
     )
-    features = ops.track_points_patch(feat, templates, handles, 24, 1, (256, 256))
+    features = track_points_patch(feat, templates, handles, 24, 1, (256, 256))
     torch.testing.assert_close(image, anchors + torch.tensor([[4.0, 2.0]]), rtol=0, atol=0.3)
     torch.testing.assert_close(features, torch.tensor([[136.0, 138.0]]))
     torch.testing.assert_close(got, (image + features) / 2)
     with pytest.raises(InvalidInputError, match="anchors"):
-        ops.track_points_hybrid(frame0, cur, anchors[:0], feat, templates, handles, 24, 1, (256, 256))
+        hybrid.track_points_hybrid(frame0, cur, anchors[:0], feat, templates, handles, 24, 1, (256, 256))
 
 
 def test_set_tracker_mid_drag_keeps_the_edit_and_starts_fresh_templates(
@@ -143,15 +131,15 @@ def test_set_tracker_mid_drag_keeps_the_edit_and_starts_fresh_templates(
     plain, same = _session(tiny_g, nn), _session(tiny_g, nn)
     plain.run(max_steps=6)
     same.run(max_steps=3)
-    same.set_tracker("nn")  # no change: the segment goes on
+    same.set_config(tracker="nn")  # no change: the segment goes on
     same.run(max_steps=3)
     assert same.trajectory == plain.trajectory and torch.equal(same.ws, plain.ws)
 
     whole, part = _session(tiny_g, nn), _session(tiny_g, nn)
     for s in (whole, part):
         s.run(max_steps=3)
-        s.set_tracker("hybrid", track_patch=1)
-    assert whole.settings.tracker == "hybrid" and whole.config.track_patch == 1
+        s.set_config(tracker="hybrid", tracker_params={"patch": 1})
+    assert whole.settings.tracker == "hybrid" and whole.config.tracker_params == PatchParams(patch=1)
     before = whole.handles
     first = whole.step()
     # fresh templates at the handles, taken now: the first step after the switch keeps them
@@ -169,5 +157,5 @@ def test_set_tracker_mid_drag_keeps_the_edit_and_starts_fresh_templates(
     again = whole.step()
     assert torch.allclose(torch.tensor(again.handles), torch.tensor(whole.trajectory[-2].handles), atol=1e-4)
     with pytest.raises(InvalidInputError, match="tracker"):
-        whole.set_tracker("optical")
+        whole.set_config(tracker="optical")
     assert whole.settings.tracker == "hybrid"

@@ -1,0 +1,70 @@
+"""The optimised part of the latent: which W+ rows move, how they compose with w0, and the Adam update.
+
+DragGAN optimises the first k rows of W+ (W mode: one w repeated into them) and keeps the others at w0
+(docs/architecture.md §3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from dragkit.engine.result import StepFailedError
+
+__all__ = ["LatentRows", "adam_step"]
+
+
+class LatentRows:
+    """w0 [1, num_ws, w_dim] and the rows ``optimize_ws`` that are optimised ('w+': one vector each; 'w': one w)."""
+
+    def __init__(self, w0: torch.Tensor, optimize_ws: Sequence[int], w_mode: str) -> None:
+        self.w0 = w0
+        self.optimize_ws = tuple(optimize_ws)
+        self.w_mode = w_mode
+        self._index = torch.tensor(self.optimize_ws, dtype=torch.long, device=w0.device)
+
+    def initial(self) -> torch.Tensor:
+        """The optimised rows at w0: [1, k, w_dim] (W+) or [1, 1, w_dim] (W)."""
+        rows = self.w0.index_select(1, self._index)
+        return (rows[:, :1] if self.w_mode == "w" else rows).clone()
+
+    def compose(self, ws_opt: torch.Tensor) -> torch.Tensor:
+        """Optimised rows → full W+ [1, num_ws, w_dim]; other rows stay at w0 (W mode: one w repeated)."""
+        rows = ws_opt.expand(1, len(self.optimize_ws), -1) if self.w_mode == "w" else ws_opt
+        return self.w0.index_copy(1, self._index, rows)
+
+    def compose_layers(self, ws_opt: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`compose` as num_ws tensors [1, w_dim]: optimised rows from ``ws_opt``, the rest w0's rows.
+
+        Passed to ``synthesize`` this keeps the fixed rows out of autograd, so the layers they modulate skip their
+        weight-gradient work; the values, and so the results, are the same.
+        """
+        w_mode = self.w_mode == "w"
+        layers = list(self.w0.unbind(1))
+        for pos, layer in enumerate(self.optimize_ws):
+            layers[layer] = ws_opt[:, 0 if w_mode else pos]
+        return layers
+
+
+def adam_step(
+    param: torch.Tensor, grad: torch.Tensor, adam: dict[str, torch.Tensor] | None, lr: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """torch Adam (default betas, eps) on a fresh copy of the moments ``adam``; the inputs are left untouched.
+
+    Returns the updated parameter (detached) and moments; raises :class:`StepFailedError` when the update fails or
+    is not finite.
+    """
+    param.grad = grad
+    optimizer = torch.optim.Adam([param], lr=lr)
+    if adam is not None:
+        optimizer.state[param] = {k: v.clone() for k, v in adam.items()}
+    try:
+        optimizer.step()
+    except RuntimeError as exc:  # e.g. an lr so large that the step size overflows float32
+        raise StepFailedError(f"the Adam update failed ({exc}); lower the lr") from exc
+    new_adam = {k: v.detach() for k, v in optimizer.state[param].items()}
+    param.grad = None
+    if not torch.isfinite(param).all():
+        raise StepFailedError("the Adam update produced a non-finite latent; lower the lr")
+    return param.detach(), new_adam

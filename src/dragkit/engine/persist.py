@@ -1,0 +1,237 @@
+"""Session files: :meth:`DragSession.save <dragkit.engine.session.DragSession.save>` and ``load``.
+
+A session file is one ``torch.save`` of plain tensors, dicts, lists and numbers — readable with
+``torch.load(weights_only=True)``, so loading never runs code. Objects shared between history states (masks,
+segments, tracker states, the trajectory's past) are stored once and referenced by index.
+
+Version 2 (this release) stores each segment's tracker name and params and the tracker's state field by field.
+Version-1 files (written before trackers had their own params) still load: latents, Adam moments, points, mask,
+history and trajectory come back; the feature templates are re-taken at the next step, as after moving a point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from dragkit.engine.config import DragConfig
+from dragkit.engine.history import Segment, State, TrajectoryNode
+from dragkit.engine.inputs import check_mask, check_points
+from dragkit.engine.result import StepResult
+from dragkit.engine.trackers import get_tracker, params_from_dict, state_from_dict, state_to_dict
+from dragkit.errors import InvalidInputError
+from dragkit.nn.protocol import Generator
+
+if TYPE_CHECKING:
+    from dragkit.engine.session import DragSession
+
+logger = logging.getLogger(__name__)
+
+SESSION_FORMAT = "dragkit.session"
+SESSION_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+# version 1 kept tracker settings as flat config fields; two of them were options that were later removed
+_V1_TRACKER_KEYS = (
+    "track_norm",
+    "track_patch",
+    "track_prior",
+    "sub_motion_cells",
+    "sub_motion_loss",
+    "sub_motion_steps",
+    "motion_step",
+)
+
+
+def _points(points: Any) -> tuple[tuple[float, float], ...]:
+    return tuple((float(x), float(y)) for x, y in points)
+
+
+def save_session(session: DragSession, path: str | os.PathLike[str]) -> Path:
+    """Write ``session`` to ``path`` atomically (temporary file + rename); returns the path."""
+    path = Path(path)
+    states, current = session._history.chronological()
+    index: dict[tuple[str, int], int] = {}
+    tables: dict[str, list[Any]] = {"segments": [], "trackings": [], "masks": [], "trajectory_nodes": []}
+
+    def ref(table: str, obj: Any, encode: Any) -> int:
+        if obj is None:
+            return -1
+        key = (table, id(obj))
+        if key not in index:
+            value = encode(obj)  # may add earlier entries of the same table first (trajectory nodes)
+            index[key] = len(tables[table])
+            tables[table].append(value)
+        return index[key]
+
+    def node(n: TrajectoryNode) -> dict[str, Any]:
+        return {"result": n.result.to_dict(), "prev": ref("trajectory_nodes", n.prev, node)}
+
+    def segment(seg: Segment) -> dict[str, Any]:
+        return {"features0": seg.features0.cpu(), "tracker": seg.tracker, "params": dataclasses.asdict(seg.params)}
+
+    def tracking(st: State) -> int:
+        if st.tracking is None or st.segment is None:
+            return -1
+        name = st.segment.tracker
+        return ref("trackings", st.tracking, lambda t: {"tracker": name, "state": state_to_dict(t)})
+
+    def encode_state(st: State) -> dict[str, Any]:
+        return {
+            "ws_opt": st.ws_opt.cpu(),
+            "adam": None if st.adam is None else {k: v.cpu() for k, v in st.adam.items()},
+            "handles": [list(p) for p in st.handles],
+            "targets": [list(p) for p in st.targets],
+            "origins": [list(p) for p in st.origins],
+            "mask": ref("masks", st.mask, lambda m: m.cpu()),
+            "segment": ref("segments", st.segment, segment),
+            "tracking": tracking(st),
+            "trajectory": ref("trajectory_nodes", st.trajectory, node),
+        }
+
+    G = session.generator
+    payload = {
+        "format": SESSION_FORMAT,
+        "version": SESSION_VERSION,
+        "model_id": session.model_id,
+        "generator": {"num_ws": G.num_ws, "w_dim": G.w_dim, "img_shape": list(session.image_shape)},
+        "config": session.config.to_dict(),
+        "settings": session.settings.to_dict(),
+        "history_limit": session.history_limit,
+        "w0": session.w0.cpu(),
+        "states": [encode_state(st) for st in states],
+        "current": current,
+        **tables,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    logger.debug("saved session to %s", path)
+    return path
+
+
+def _config_from_v1(d: dict[str, Any]) -> DragConfig:
+    """A version-1 config dict → today's :class:`DragConfig` (tracker settings become the tracker's params)."""
+    d = dict(d)
+    old = {k: d.pop(k) for k in _V1_TRACKER_KEYS if k in d}
+    tracker = d.get("tracker") or "nn"
+    if tracker == "flow":
+        logger.warning("the 'flow' tracker was removed: this session continues with 'nn'")
+        tracker = "nn"
+    if old.get("track_prior"):
+        logger.warning("the least-motion prior (track_prior) was removed: this session continues without it")
+    if old.get("motion_step") not in (None, 1, 1.0):
+        logger.warning("motion_step was removed: this session continues with the paper's 1-pixel shift")
+    params: dict[str, Any] = {}
+    if tracker == "nn" and "track_norm" in old:
+        params = {"norm": old["track_norm"]}
+    elif tracker in ("patch", "hybrid") and "track_patch" in old:
+        params = {"patch": old["track_patch"]}
+    elif tracker == "freedrag":
+        params = {k: old[k] for k in ("sub_motion_cells", "sub_motion_loss", "sub_motion_steps") if k in old}
+    d["tracker"] = tracker
+    d["tracker_params"] = params
+    return DragConfig.from_dict(d)
+
+
+def load_session(cls: type[DragSession], path: str | os.PathLike[str], generator: Generator) -> DragSession:
+    """Restore a session written by :func:`save_session` onto ``generator`` (which must match the saved model)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"session file not found: {path}")
+    device = generator.w_avg.device
+    try:
+        d = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        raise InvalidInputError(f"{path}: not a readable dragkit session file ({exc})") from exc
+    if not isinstance(d, dict) or d.get("format") != SESSION_FORMAT:
+        raise InvalidInputError(f"{path}: not a dragkit session file")
+    version = d.get("version")
+    if version not in READABLE_VERSIONS:
+        raise InvalidInputError(f"{path}: session version {version!r}, expected one of {list(READABLE_VERSIONS)}")
+    try:
+        return _restore(cls, d, version, path, generator, device)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidInputError(f"{path}: malformed dragkit session file ({type(exc).__name__}: {exc})") from None
+
+
+def _restore(
+    cls: type[DragSession],
+    d: dict[str, Any],
+    version: int,
+    path: Path,
+    generator: Generator,
+    device: torch.device,
+) -> DragSession:
+    saved = d["generator"]
+    actual = {"num_ws": generator.num_ws, "w_dim": generator.w_dim, "img_shape": list(generator.img_shape)}
+    if saved != actual:
+        raise InvalidInputError(f"{path}: saved for a generator with {saved}, got one with {actual}")
+    config = DragConfig.from_dict(d["config"]) if version >= 2 else _config_from_v1(d["config"])
+    limit = d["history_limit"]
+    session = cls(generator, d["w0"], config=config, model_id=str(d["model_id"]), history_limit=limit)
+    # settings added after a file was written are absent from it; they resolve to the old behaviour
+    ignore = {"tracker", "tracker_params"} if version == 1 else set()
+    resolved = session.settings.to_dict()
+    common = (set(resolved) & set(d["settings"])) - ignore
+    if {k: resolved[k] for k in common} != {k: d["settings"][k] for k in common}:
+        raise InvalidInputError(
+            f"{path}: the generator's drag defaults differ from the saved ones "
+            f"({resolved} vs {d['settings']}); is it the model {d['model_id']!r}?"
+        )
+    segments: list[Segment] = []
+    trackings: list[tuple[str, Any]] = []
+    if version >= 2:
+        for seg in d["segments"]:
+            tracker = get_tracker(seg["tracker"])
+            segments.append(Segment(seg["features0"], tracker.name, params_from_dict(tracker, seg["params"])))
+        for t in d["trackings"]:
+            tracker = get_tracker(t["tracker"])
+            trackings.append((tracker.name, state_from_dict(tracker, t["state"], device)))
+    nodes: list[TrajectoryNode] = []
+    for n in d["trajectory_nodes"]:
+        prev = None if n["prev"] < 0 else nodes[n["prev"]]
+        nodes.append(TrajectoryNode(StepResult.from_dict(n["result"]), prev, 1 if prev is None else prev.length + 1))
+
+    def pick(table: list[Any], i: int) -> Any:
+        if not -1 <= i < len(table):
+            raise IndexError(f"reference {i} into a table of {len(table)}")
+        return None if i < 0 else table[i]
+
+    def to_state(s: dict[str, Any]) -> State:
+        segment: Segment | None = pick(segments, s["segment"]) if version >= 2 else None
+        tracking = None
+        if segment is not None:
+            tracking = pick(trackings, s["tracking"])
+            if tracking is None or tracking[0] != segment.tracker:
+                raise ValueError(f"the {segment.tracker!r} segment has no state of its tracker")
+        mask = pick(d["masks"], s["mask"])
+        if mask is not None:
+            mask = check_mask(mask, session.image_shape, device)
+        return State(
+            ws_opt=s["ws_opt"],
+            adam=None if s["adam"] is None else {k: v.cpu() if k == "step" else v for k, v in s["adam"].items()},
+            handles=check_points("handles", _points(s["handles"]), session.image_shape),
+            targets=check_points("targets", _points(s["targets"]), session.image_shape),
+            origins=check_points("origins", _points(s["origins"]), session.image_shape),
+            mask=mask,
+            segment=segment,
+            tracking=None if tracking is None else tracking[1],
+            trajectory=pick(nodes, s["trajectory"]),
+        )
+
+    states = [to_state(s) for s in d["states"]]
+    if not states:
+        raise ValueError("no states")
+    expected_rows = session._history.current.ws_opt.shape
+    if any(st.ws_opt.shape != expected_rows for st in states):
+        raise InvalidInputError(f"{path}: optimised rows do not have shape {list(expected_rows)}")
+    session._history.restore(states, int(d["current"]))
+    logger.debug("loaded session from %s (step %d)", path, session.step_count)
+    return session
