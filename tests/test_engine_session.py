@@ -305,6 +305,28 @@ def test_load_reads_version_1_files(tiny_g: StyleGAN2Generator, tracker: str) ->
     assert loaded.step_count == 6
 
 
+def test_version_1_settings_map_onto_tracker_params_and_removed_options_are_named(
+    tiny_g: StyleGAN2Generator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = torch.load(V1_FILES / "session_v1_nn.pt", weights_only=True)
+    cases = [
+        ({"tracker": "freedrag", "sub_motion_cells": 1.5, "track_patch": 4}, "freedrag", {"sub_motion_cells": 1.5}),
+        ({"tracker": "patch", "track_patch": 4, "track_norm": "l1"}, "patch", {"patch": 4}),
+        ({"tracker": None, "track_norm": "l1"}, "nn", {"norm": "l1"}),
+        ({"tracker": "flow", "track_prior": 0.05, "motion_step": 2.0}, "nn", {}),
+    ]
+    for changes, tracker, params in cases:
+        d["config"].update(changes)
+        torch.save(d, tmp_path / "v1.pt")
+        caplog.clear()
+        loaded = DragSession.load(tmp_path / "v1.pt", tiny_g)
+        assert loaded.config == CFG.replace(tracker=tracker, tracker_params=params)
+        for key in ("flow", "track_prior", "motion_step"):
+            assert (key in caplog.text) == (key in str(changes))
+        for key in changes:
+            d["config"].pop(key)
+
+
 def test_load_refuses_malformed_files_with_a_clear_error(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
     sess = _session(tiny_g)
     sess.run(max_steps=2)

@@ -36,16 +36,17 @@ SESSION_FORMAT = "dragkit.session"
 SESSION_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
-# version 1 kept tracker settings as flat config fields; two of them were options that were later removed
-_V1_TRACKER_KEYS = (
-    "track_norm",
-    "track_patch",
-    "track_prior",
-    "sub_motion_cells",
-    "sub_motion_loss",
-    "sub_motion_steps",
-    "motion_step",
-)
+# version 1 kept tracker settings as flat config fields: field → (the trackers that used it, its name in their params)
+_V1_TRACKER_FIELDS = {
+    "track_norm": (("nn",), "norm"),
+    "track_patch": (("patch", "hybrid"), "patch"),
+    "sub_motion_cells": (("freedrag",), "sub_motion_cells"),
+    "sub_motion_loss": (("freedrag",), "sub_motion_loss"),
+    "sub_motion_steps": (("freedrag",), "sub_motion_steps"),
+}
+# options of version 1 that were removed, with the value that reproduces the paper's behaviour
+_V1_REMOVED = {"track_prior": 0.0, "motion_step": 1.0}
+_V1_REMOVED_TRACKERS = {"flow": "nn"}
 
 
 def _points(points: Any) -> tuple[tuple[float, float], ...]:
@@ -119,22 +120,21 @@ def save_session(session: DragSession, path: str | os.PathLike[str]) -> Path:
 def _config_from_v1(d: dict[str, Any]) -> DragConfig:
     """A version-1 config dict → today's :class:`DragConfig` (tracker settings become the tracker's params)."""
     d = dict(d)
-    old = {k: d.pop(k) for k in _V1_TRACKER_KEYS if k in d}
-    tracker = d.get("tracker") or "nn"
-    if tracker == "flow":
-        logger.warning("the 'flow' tracker was removed: this session continues with 'nn'")
-        tracker = "nn"
-    if old.get("track_prior"):
-        logger.warning("the least-motion prior (track_prior) was removed: this session continues without it")
-    if old.get("motion_step") not in (None, 1, 1.0):
-        logger.warning("motion_step was removed: this session continues with the paper's 1-pixel shift")
-    params: dict[str, Any] = {}
-    if tracker == "nn" and "track_norm" in old:
-        params = {"norm": old["track_norm"]}
-    elif tracker in ("patch", "hybrid") and "track_patch" in old:
-        params = {"patch": old["track_patch"]}
-    elif tracker == "freedrag":
-        params = {k: old[k] for k in ("sub_motion_cells", "sub_motion_loss", "sub_motion_steps") if k in old}
+    tracker = d.get("tracker") or "nn"  # version 1 wrote None for "the model's default", which was always nn
+    if tracker in _V1_REMOVED_TRACKERS:
+        logger.warning(
+            "the %r tracker was removed: this session continues with %r", tracker, _V1_REMOVED_TRACKERS[tracker]
+        )
+        tracker = _V1_REMOVED_TRACKERS[tracker]
+    for key, neutral in _V1_REMOVED.items():
+        value = d.pop(key, None)
+        if value not in (None, neutral):
+            logger.warning("%s was removed: this session continues with %s = %s", key, key, neutral)
+    params = {}
+    for key, (owners, name) in _V1_TRACKER_FIELDS.items():
+        value = d.pop(key, None)
+        if value is not None and tracker in owners:
+            params[name] = value
     d["tracker"] = tracker
     d["tracker_params"] = params
     return DragConfig.from_dict(d)
