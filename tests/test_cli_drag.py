@@ -95,6 +95,8 @@ def test_drag_no_video(tiny_checkpoint: Path, tmp_path: Path) -> None:
         (["--lr", "-1"], "DragConfig.lr"),
         (["--stop-rule", "soon"], "stop_rule"),
         (["--device", "nonsense"], "--device"),
+        (["--track-patch", "3"], "--track-patch applies to the patch and hybrid tracker, not 'nn'"),
+        (["--optimize-ws", "0-x"], "--optimize-ws"),
     ],
 )
 def test_drag_bad_input_is_one_line_and_exit_2(
@@ -111,3 +113,58 @@ def test_drag_unknown_impl_is_a_usage_error(tiny_checkpoint: Path, tmp_path: Pat
     with pytest.raises(SystemExit) as info:
         main(_args(tiny_checkpoint, tmp_path / "out", "--impl", "slow"))
     assert info.value.code == 2
+
+
+def test_resume_continues_a_saved_edit_exactly(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    assert main(_args(tiny_checkpoint, tmp_path / "whole", "--no-video", "--steps", "5")) == 0
+    assert main(_args(tiny_checkpoint, tmp_path / "first", "--no-video", "--steps", "3")) == 0
+    # no --network: the session names its model; no points: the saved ones go on
+    resumed = ["drag", "--resume", str(tmp_path / "first" / "session.pt"), "--steps", "2", "--lr", "0.02"]
+    assert main([*resumed, "--no-video", "--outdir", str(tmp_path / "second")]) == 0
+    whole = json.loads((tmp_path / "whole" / "session.json").read_text())
+    second = json.loads((tmp_path / "second" / "session.json").read_text())
+    assert second["trajectory"] == whole["trajectory"]
+    latents = [torch.load(tmp_path / d / "latent.pt", weights_only=True) for d in ("whole", "second")]
+    assert torch.equal(*latents)
+    result = json.loads((tmp_path / "second" / "result.json").read_text())
+    assert (result["steps"], result["steps_this_run"], result["seed"]) == (5, 2, None)
+    assert result["resumed_from"].endswith("session.pt")
+
+
+def test_resume_refuses_what_cannot_change_and_bad_files(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_args(tiny_checkpoint, tmp_path / "first", "--no-video", "--steps", "1")) == 0
+    session = str(tmp_path / "first" / "session.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    for extra, message in [
+        (["--resume", session, "--w-mode", "w"], "w_mode"),
+        (["--resume", str(tmp_path / "junk.pt")], "not a readable dragkit session file"),
+        (["--resume", str(tmp_path / "missing.pt")], "not found"),
+        (["--handle", "3,3", "--target", "5,5"], "give --network"),
+    ]:
+        assert main(["drag", *extra, "--outdir", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_outputs_are_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A write that fails part-way leaves the previous file and no temporary one; a killed run's leftovers go."""
+    from dragkit.files import atomic_path, remove_stale_partials
+    from dragkit.render import VideoWriter
+
+    target = tmp_path / "trajectory.gif"
+    target.write_bytes(b"previous")
+    with pytest.raises(RuntimeError), VideoWriter(target) as writer:
+        writer.append(np.zeros((8, 8, 3), np.uint8))
+        raise RuntimeError("killed mid-video")
+    assert target.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["trajectory.gif"]
+    with VideoWriter(target) as writer:
+        writer.append(np.zeros((8, 8, 3), np.uint8))
+    assert target.read_bytes()[:3] == b"GIF"
+    with pytest.raises(OSError), atomic_path(tmp_path / "final.png") as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trajectory.gif"]
+    (tmp_path / ".final.999999999.partial.png").write_bytes(b"left by a killed run")
+    assert [p.name for p in remove_stale_partials(tmp_path)] == [".final.999999999.partial.png"]

@@ -339,6 +339,11 @@ def test_load_refuses_malformed_files_with_a_clear_error(tiny_g: StyleGAN2Genera
         "unknown tracker": lambda d: d["segments"][0].update(tracker="nope"),
         "NaN handle": lambda d: d["states"][-1].update(handles=[[float("nan"), 1.0], [2.0, 2.0]]),
         "missing key": lambda d: d.pop("states"),
+        "wrong-shape F0": lambda d: d["segments"][0].update(features0=torch.zeros(1, 3, 3, 3)),
+        "3×3 mask": lambda d: d.update(masks=[torch.ones(3, 3, dtype=torch.bool)]) or d["states"][-1].update(mask=0),
+        "negative current": lambda d: d.update(current=-5),
+        "history_limit text": lambda d: d.update(history_limit="abc"),
+        "forward trajectory link": lambda d: d["trajectory_nodes"][0].update(prev=5),
     }
     for what, breaking in breakages.items():
         d = torch.load(tmp_path / "good.pt", weights_only=True)
@@ -348,6 +353,14 @@ def test_load_refuses_malformed_files_with_a_clear_error(tiny_g: StyleGAN2Genera
             DragSession.load(tmp_path / "bad.pt", tiny_g)
         assert what  # each breakage names what it breaks
     assert good["version"] == 2
+    # a file torch refuses to load safely: the reason, in one line, without torch's advice to load it unsafely
+    import datetime
+
+    torch.save({"when": datetime.date(2026, 1, 1)}, tmp_path / "object.pt")
+    with pytest.raises(InvalidInputError) as info:
+        DragSession.load(tmp_path / "object.pt", tiny_g)
+    assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
+    assert "objects other than tensors" in str(info.value)
 
 
 def test_load_rejects_another_generator_and_bad_files(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:

@@ -5,7 +5,12 @@ Writes to ``--outdir``: ``final.png`` and ``final_overlay.png``; ``trajectory.mp
 arrows and the mask); ``latent.pt`` (the final W+ latent, a plain tensor [1, num_ws, w_dim]); ``session.pt``
 (the whole session: ``DragSession.load``) with a readable ``session.json`` beside it (model, seed, config,
 points and every step's handles, distances and loss); ``result.json`` = {"handles", "targets", "distances", "steps",
-"seconds", "config", …}. Prints the final distances.
+"seconds", "config", …}. Prints the final distances. Every file is written under a temporary name and renamed
+when complete, so an interrupted run leaves either the previous file or a whole new one.
+
+``--resume SESSION`` continues a saved edit (``session.pt`` of an earlier drag, or one saved in the studio) on its
+model: its latent, points, mask, optimiser state and undo history come back; ``--handle/--target`` replace the
+points, drag options change its settings (those that define the latent's layout cannot change).
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import torch
 from tqdm import tqdm
 
 from dragkit.cli._common import class_label, parse_device
-from dragkit.cli.options import add_drag_options, drag_config_from_args
+from dragkit.cli.options import add_drag_options, explicit_drag_options
 from dragkit.errors import InvalidInputError
+from dragkit.files import atomic_path, remove_stale_partials
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +48,11 @@ def parse_point(text: str, option: str) -> tuple[float, float]:
     return x, y
 
 
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the ``drag`` sub-command."""
     p = subparsers.add_parser(
@@ -50,7 +61,20 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--network", required=True, metavar="PATH", help="checkpoint path or model name ('default')")
+    p.add_argument(
+        "--network",
+        default=None,
+        metavar="PATH",
+        help="checkpoint path or model name ('default'); with --resume: the saved session's model unless given",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="SESSION",
+        help="continue a saved edit (the session.pt of an earlier drag, or one saved in the studio); "
+        "--handle/--target then replace its points, drag options change its settings",
+    )
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the starting image (default 0)")
     p.add_argument("--trunc", type=float, default=0.7, metavar="PSI", help="truncation psi (default 0.7)")
     p.add_argument("--class-idx", type=int, default=None, metavar="N", help="class label for conditional models")
@@ -68,7 +92,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the network, drag, write the outputs."""
-    from dragkit.engine import DragSession, StepResult
+    from dragkit.engine import DragConfig, DragSession, StepResult
+    from dragkit.engine.persist import read_model_id
     from dragkit.io import load_generator
     from dragkit.io.images import load_mask, save_png
     from dragkit.nn.seeds import z_from_seed
@@ -76,28 +101,42 @@ def run(args: argparse.Namespace) -> int:
 
     handles = [parse_point(t, "--handle") for t in args.handle]
     targets = [parse_point(t, "--target") for t in args.target]
-    if not handles:
-        raise InvalidInputError("give at least one --handle X,Y and one --target X,Y")
     if len(handles) != len(targets):
         raise InvalidInputError(f"got {len(handles)} --handle and {len(targets)} --target: give them in pairs")
+    if not handles and args.resume is None:
+        raise InvalidInputError("give at least one --handle X,Y and one --target X,Y (or --resume SESSION)")
     if args.render_every < 1:
         raise InvalidInputError(f"--render-every: expected an int ≥ 1, got {args.render_every}")
-    config = drag_config_from_args(args)
+    options = explicit_drag_options(args)
     device = parse_device(args.device)
-    G = load_generator(args.network, device=device)
-
-    c = class_label(G, args.class_idx, device)
-    z = z_from_seed(args.seed, G.z_dim).to(device)
-    with torch.no_grad():
-        ws = G.mapping(z, c, psi=args.trunc)
-    sess = DragSession(G, ws, config=config, model_id=str(args.network))
-    sess.set_points(handles, targets)
+    if args.resume is not None:
+        network = args.network if args.network is not None else read_model_id(args.resume)
+        G = load_generator(network, device=device)
+        sess = DragSession.load(args.resume, G)
+        if options:
+            sess.set_config(**options)  # fields that define the latent's layout are refused with a clear error
+    else:
+        if args.network is None:
+            raise InvalidInputError("give --network PATH|NAME (or --resume SESSION)")
+        network = args.network
+        config = DragConfig(**options)
+        G = load_generator(network, device=device)
+        c = class_label(G, args.class_idx, device)
+        z = z_from_seed(args.seed, G.z_dim).to(device)
+        with torch.no_grad():
+            ws = G.mapping(z, c, psi=args.trunc)
+        sess = DragSession(G, ws, config=config, model_id=str(network))
+    if handles:
+        sess.set_points(handles, targets)
     if args.mask is not None:
         sess.set_mask(load_mask(args.mask, sess.image_shape))
     mask = sess.mask
+    steps = sess.settings.max_steps
+    first_step = sess.step_count
 
     out: Path = args.outdir
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out)  # what a killed earlier run left
     writers: dict[str, VideoWriter] = {}
     if not args.no_video:
         for name in ("trajectory", "trajectory_overlay"):
@@ -109,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         for name, writer in writers.items():
             writer.append(overlay if name.startswith("trajectory_overlay") else frame)
 
-    bar = tqdm(total=config.max_steps, desc="drag", unit="step", disable=None)
+    bar = tqdm(total=steps, desc="drag", unit="step", disable=None)
     last: StepResult | None = None
 
     def on_step(result: StepResult) -> None:
@@ -122,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        sess.run(max_steps=config.max_steps, callback=on_step, render_every=0 if args.no_video else args.render_every)
+        sess.run(max_steps=steps, callback=on_step, render_every=0 if args.no_video else args.render_every)
     except KeyboardInterrupt:
         logger.warning("interrupted after %d steps: writing the results so far", sess.step_count)
     finally:
@@ -137,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
         writer.close()
     save_png(image, out / "final.png")
     save_png(draw_points(image, final.handles, final.targets, mask), out / "final_overlay.png")
-    torch.save(sess.ws.cpu().clone(), out / "latent.pt")
+    with atomic_path(out / "latent.pt") as tmp:
+        torch.save(sess.ws.cpu().clone(), tmp)
     sess.save(out / "session.pt")
     result = {
         "handles": [list(p) for p in final.handles],
@@ -147,22 +187,24 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 3),
         "done": final.done,
         "config": sess.settings.to_dict(),
-        "network": str(args.network),
-        "seed": args.seed,
-        "trunc": args.trunc,
+        "network": str(network),
+        "seed": None if args.resume else args.seed,
+        "trunc": None if args.resume else args.trunc,
+        "resumed_from": None if args.resume is None else str(args.resume),
+        "steps_this_run": sess.step_count - first_step,
     }
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    _write_json(out / "result.json", result)
     session_summary = {
         "model_id": sess.model_id,
-        "seed": args.seed,
-        "trunc": args.trunc,
+        "seed": result["seed"],
+        "trunc": result["trunc"],
         "config": sess.settings.to_dict(),
         "mask": mask is not None,
         "targets": [list(p) for p in final.targets],
         "trajectory": [r.to_dict() for r in sess.trajectory],
         "tensors": "session.pt (w0, current ws, mask, Adam state; DragSession.load)",
     }
-    (out / "session.json").write_text(json.dumps(session_summary, indent=2) + "\n", encoding="utf-8")
+    _write_json(out / "session.json", session_summary)
     logger.info("wrote %s", out)
     print("final distances (px): " + ", ".join(f"{d:.2f}" for d in final.distances))
     return 0

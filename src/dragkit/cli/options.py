@@ -15,7 +15,7 @@ from dragkit.engine.config import IMPLS, W_MODES, DragConfig, parse_stop_rule
 from dragkit.engine.trackers import DEFAULT_TRACKER, TRACKERS
 from dragkit.errors import InvalidInputError
 
-__all__ = ["add_drag_options", "drag_config_from_args", "parse_optimize_ws"]
+__all__ = ["add_drag_options", "drag_config_from_args", "explicit_drag_options", "parse_optimize_ws"]
 
 _PREFIX = "drag_option_"
 
@@ -103,12 +103,10 @@ def add_drag_options(parser: argparse.ArgumentParser, skip: Iterable[str] = ()) 
         tgroup.add_argument(flag, dest=_dest(flag), default=None, **{**kwargs, "help": help_text})
 
 
-def drag_config_from_args(args: argparse.Namespace, **overrides: Any) -> DragConfig:
-    """The :class:`DragConfig` the options of :func:`add_drag_options` describe (``overrides`` win).
-
-    A tracker option given for a tracker that does not have it raises :class:`InvalidInputError` naming the
-    trackers it applies to.
-    """
+def explicit_drag_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The DragConfig fields the user gave on the command line (``tracker_params`` as a dict when any tracker
+    option was given). A tracker option for a tracker other than the chosen one (default: ``nn``) raises
+    :class:`InvalidInputError` naming the trackers it applies to."""
     values: dict[str, Any] = {}
     for f in dataclasses.fields(DragConfig):
         if f.name == "tracker_params":
@@ -117,7 +115,6 @@ def drag_config_from_args(args: argparse.Namespace, **overrides: Any) -> DragCon
         value = getattr(args, _dest(how.get("flags", ("--" + f.name.replace("_", "-"),))[0]), None)
         if value is not None:
             values[f.name] = how["convert"](value) if "convert" in how else value
-    values.update(overrides)
     tracker = values.get("tracker", DEFAULT_TRACKER)
     params: dict[str, Any] = {}
     for flag, (name, _, trackers) in _tracker_options().items():
@@ -127,6 +124,12 @@ def drag_config_from_args(args: argparse.Namespace, **overrides: Any) -> DragCon
         if tracker not in trackers:
             raise InvalidInputError(f"{flag} applies to the {' and '.join(trackers)} tracker, not {tracker!r}")
         params[name] = value
-    if "tracker_params" not in values:
+    if params:
         values["tracker_params"] = params
-    return DragConfig(**values)
+    return values
+
+
+def drag_config_from_args(args: argparse.Namespace, **overrides: Any) -> DragConfig:
+    """The :class:`DragConfig` the options of :func:`add_drag_options` describe (``overrides`` win); see
+    :func:`explicit_drag_options`."""
+    return DragConfig(**{**explicit_drag_options(args), **overrides})

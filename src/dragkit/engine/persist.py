@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from dragkit.engine.inputs import check_mask, check_points
 from dragkit.engine.result import StepResult
 from dragkit.engine.trackers import get_tracker, params_from_dict, state_from_dict, state_to_dict
 from dragkit.errors import InvalidInputError
+from dragkit.files import atomic_path
 from dragkit.nn.protocol import Generator
 
 if TYPE_CHECKING:
@@ -47,6 +49,19 @@ _V1_TRACKER_FIELDS = {
 # options of version 1 that were removed, with the value that reproduces the paper's behaviour
 _V1_REMOVED = {"track_prior": 0.0, "motion_step": 1.0}
 _V1_REMOVED_TRACKERS = {"flow": "nn"}
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def describe_load_error(exc: BaseException) -> str:
+    """Why a file could not be read, in one printable line of at most 200 characters — never torch's advice to
+    load it with ``weights_only=False`` (which would run whatever the file carries)."""
+    text = _ANSI.sub("", str(exc))
+    if "weights_only" in text or "Weights only" in text:
+        return "it holds objects other than tensors and plain data, which dragkit never loads"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return "".join(ch for ch in first if ch.isprintable())[:200]
 
 
 def _points(points: Any) -> tuple[tuple[float, float], ...]:
@@ -109,10 +124,8 @@ def save_session(session: DragSession, path: str | os.PathLike[str]) -> Path:
         "current": current,
         **tables,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     logger.debug("saved session to %s", path)
     return path
 
@@ -140,18 +153,33 @@ def _config_from_v1(d: dict[str, Any]) -> DragConfig:
     return DragConfig.from_dict(d)
 
 
+def _read(path: Path, device: torch.device | str, *, mmap: bool = False) -> dict[str, Any]:
+    """The file's top-level dict, read safely (``weights_only``), with its format checked."""
+    if not path.is_file():
+        raise InvalidInputError(f"session file not found: {path}")
+    try:
+        d = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+    except Exception as exc:
+        raise InvalidInputError(f"{path}: not a readable dragkit session file ({describe_load_error(exc)})") from None
+    if not isinstance(d, dict) or d.get("format") != SESSION_FORMAT:
+        raise InvalidInputError(f"{path}: not a dragkit session file")
+    return d
+
+
+def read_model_id(path: str | os.PathLike[str]) -> str:
+    """The model id a session file was saved with (to load the right generator first); reads no tensor data."""
+    path = Path(path)
+    model_id = _read(path, "cpu", mmap=True).get("model_id")
+    if not isinstance(model_id, str):
+        raise InvalidInputError(f"{path}: not a dragkit session file (no model id)")
+    return model_id
+
+
 def load_session(cls: type[DragSession], path: str | os.PathLike[str], generator: Generator) -> DragSession:
     """Restore a session written by :func:`save_session` onto ``generator`` (which must match the saved model)."""
     path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"session file not found: {path}")
     device = generator.w_avg.device
-    try:
-        d = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:
-        raise InvalidInputError(f"{path}: not a readable dragkit session file ({exc})") from exc
-    if not isinstance(d, dict) or d.get("format") != SESSION_FORMAT:
-        raise InvalidInputError(f"{path}: not a dragkit session file")
+    d = _read(path, device)
     version = d.get("version")
     if version not in READABLE_VERSIONS:
         raise InvalidInputError(f"{path}: session version {version!r}, expected one of {list(READABLE_VERSIONS)}")
@@ -188,9 +216,15 @@ def _restore(
     segments: list[Segment] = []
     trackings: list[tuple[str, Any]] = []
     if version >= 2:
+        level = generator.feature_levels()[session.settings.feature_block]
         for seg in d["segments"]:
             tracker = get_tracker(seg["tracker"])
-            segments.append(Segment(seg["features0"], tracker.name, params_from_dict(tracker, seg["params"])))
+            features0 = seg["features0"]
+            if not isinstance(features0, torch.Tensor) or features0.ndim != 4 or not torch.isfinite(features0).all():
+                raise ValueError("a segment's F0 is not a finite [1, C, h, w] tensor")
+            if tuple(features0.shape[:3]) != (1, level.channels, level.resolution):
+                raise ValueError(f"a segment's F0 has shape {list(features0.shape)}, not that of {level.name}")
+            segments.append(Segment(features0, tracker.name, params_from_dict(tracker, seg["params"])))
         for t in d["trackings"]:
             tracker = get_tracker(t["tracker"])
             trackings.append((tracker.name, state_from_dict(tracker, t["state"], device)))

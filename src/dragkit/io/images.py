@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dragkit.errors import InvalidInputError
+from dragkit.files import atomic_path
 from dragkit.nn.images import to_uint8
 
 __all__ = ["load_image", "load_mask", "save_png", "to_uint8"]
@@ -25,7 +26,8 @@ def save_png(arr: np.ndarray, path: str | Path) -> Path:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     path = Path(path)
-    Image.fromarray(np.ascontiguousarray(a)).save(path, format="PNG")
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")
     return path
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from dragkit.errors import DragkitError, InvalidInputError
+from dragkit.files import atomic_path
 
 __all__ = ["VIDEO_SUFFIXES", "VideoWriter", "write_video"]
 
@@ -25,7 +26,8 @@ class VideoWriter:
 
     ``.mp4``: frames are piped to ffmpeg as they come (libx264, yuv420p; odd sizes are padded by one
     edge-replicated row/column, which yuv420p needs). ``.gif``: frames are palettised as they come and written on
-    close; the frame time is 1000/fps ms rounded to GIF's 10 ms unit.
+    close; the frame time is 1000/fps ms rounded to GIF's 10 ms unit. The file is written under a temporary name
+    and renamed onto ``path`` by :meth:`close`, so ``path`` is never a partial video (:mod:`dragkit.files`).
     """
 
     def __init__(self, path: str | Path, fps: float = 30.0) -> None:
@@ -41,6 +43,8 @@ class VideoWriter:
         self._gif: list[Image.Image] = []
         self._ffmpeg: Generator[Any, Any, Any] | None = None
         self._closed = False
+        self._output = atomic_path(self.path)  # entered at the first frame, finished by close()
+        self._tmp: Path | None = None
 
     def append(self, frame: np.ndarray) -> None:
         """Add one uint8 [H, W, 3] RGB frame."""
@@ -51,6 +55,7 @@ class VideoWriter:
             raise InvalidInputError(f"frame: expected uint8 [H, W, 3], got {a.dtype} {list(a.shape)}")
         if self.size is None:
             self.size = (a.shape[0], a.shape[1])
+            self._tmp = self._output.__enter__()
         elif a.shape[:2] != self.size:
             raise InvalidInputError(f"frame {self.count}: expected size {self.size} (H, W), got {a.shape[:2]}")
         if self.kind == ".gif":
@@ -70,9 +75,8 @@ class VideoWriter:
                 raise DragkitError(
                     "writing .mp4 needs imageio-ffmpeg: pip install 'dragkit[video]' (or write a .gif)"
                 ) from None
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._ffmpeg = imageio_ffmpeg.write_frames(
-                str(self.path),
+                str(self._tmp),
                 (a.shape[1], a.shape[0]),
                 fps=self.fps,
                 codec="libx264",
@@ -93,14 +97,19 @@ class VideoWriter:
         self._closed = True
         if self.count == 0:
             raise InvalidInputError(f"{self.path}: no frames to write")
-        if self._ffmpeg is not None:
-            self._ffmpeg.close()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            duration = max(10, round(1000 / self.fps / 10) * 10)
-            first, *rest = self._gif
-            first.save(self.path, format="GIF", save_all=True, append_images=rest, duration=duration, loop=0)
-            self._gif = []
+        try:
+            if self._ffmpeg is not None:
+                self._ffmpeg.close()
+            else:
+                assert self._tmp is not None  # set with the first frame
+                duration = max(10, round(1000 / self.fps / 10) * 10)
+                first, *rest = self._gif
+                first.save(self._tmp, format="GIF", save_all=True, append_images=rest, duration=duration, loop=0)
+                self._gif = []
+        except BaseException as exc:
+            self._output.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._output.__exit__(None, None, None)
         logger.debug("wrote %d frames to %s", self.count, self.path)
         return self.path
 
@@ -112,10 +121,12 @@ class VideoWriter:
     ) -> None:
         if exc_type is None:
             self.close()
-        else:  # do not mask the original error; release ffmpeg
+        else:  # do not mask the original error; release ffmpeg and drop the partial file
             self._closed = True
             if self._ffmpeg is not None:
                 self._ffmpeg.close()
+            if self._tmp is not None:
+                self._output.__exit__(exc_type, exc, tb)
 
 
 def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: float = 30.0) -> Path:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 
 from dragkit.engine import DragConfig, DragSession, StepFailedError, StepResult
+from dragkit.engine.persist import read_model_id
 from dragkit.errors import CheckpointError, DragkitError, InvalidInputError, ModelNotFoundError
 from dragkit.studio import protocol as P
 from dragkit.studio.codec import data_url, decode_jpeg, encode_jpeg, encode_png
@@ -492,19 +493,13 @@ class SessionManager:
 
     def load_session(self, s: StudioSession, data: bytes) -> dict[str, Any]:
         """Replace the tab's engine session with one saved by ``session_bytes`` (any tab, same model list)."""
-        import torch
-
         with tempfile.TemporaryDirectory(prefix="dragkit-studio-") as tmp:
             path = Path(tmp) / "session.pt"
             path.write_bytes(data)
             try:
-                head = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:
-                raise P.ProtocolError("bad_session", f"not a dragkit session file ({exc})") from None
-            if not isinstance(head, dict) or not isinstance(head.get("model_id"), str):
-                raise P.ProtocolError("bad_session", "not a dragkit session file (no model id)")
-            model_id = head["model_id"]
-            del head
+                model_id = read_model_id(path)
+            except InvalidInputError as exc:
+                raise P.ProtocolError("bad_session", str(exc).replace(str(path), "upload")) from None
             G = self.models.get(model_id)
             try:
                 engine = DragSession.load(path, G)
