@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -103,11 +104,18 @@ def _bad_files(pkl: Path, d: Path) -> dict[str, tuple[Path, str]]:
         "corrupt": (d / "corrupt.pkl", "corrupt"),
         "unknown": (d / "unknown.bin", "unknown checkpoint format"),
         "refused": (d / "evil.pkl", "refused global 'os.system'"),
+        "fifo": (d / "fifo.pkl", "not a regular file"),  # would block a reader forever
+        "wheel": (d / "random_face.whl", "a Python wheel, not a checkpoint"),
+        "zip": (d / "other.zip", "a zip archive that is not a torch.save checkpoint"),
     }
     files["truncated"][0].write_bytes(blob[: len(blob) // 3])
     files["corrupt"][0].write_bytes(b"\x80\x04" + os.urandom(64))
     files["unknown"][0].write_bytes(b"GIF89a" + b"\0" * 64)
     files["refused"][0].write_bytes(raw_pickle("os", "system", f"touch {d / 'PWNED'}"))
+    os.mkfifo(files["fifo"][0])
+    for name, member in (("wheel", "random_face-1.dist-info/WHEEL"), ("zip", "notes.txt")):
+        with zipfile.ZipFile(files[name][0], "w") as z:
+            z.writestr(member, "text")
     return files
 
 

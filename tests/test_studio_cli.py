@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 
 from dragkit.cli import build_parser, main
 from dragkit.cli.studio import is_loopback, url_for
@@ -51,6 +52,10 @@ def test_port_in_use_and_bad_arguments_fail_with_one_line(capsys: pytest.Capture
     assert "--port" in capsys.readouterr().err
     assert main(["studio", "--port", str(_free_port()), "--models-dir", "/no/such/folder"]) == 2
     assert "no such folder" in capsys.readouterr().err
+    unusable = "cuda" if not torch.cuda.is_available() else "potato"
+    assert main(["studio", "--port", str(_free_port()), "--device", unusable]) == 2
+    err = capsys.readouterr().err
+    assert "--device" in err and "Traceback" not in err
 
 
 def _free_port() -> int:

@@ -17,6 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
+from dragkit.cli._common import parse_device
 from dragkit.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -103,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
                 network_id = "file:" + path.resolve().relative_to(models_dir.resolve()).as_posix()
     else:
         network_id = network
+    device = parse_device(args.device)  # an unusable device is the one-line error, before anything loads
     print(f"dragkit studio: loading {network} …", file=sys.stderr)
-    G = load_generator(path if path.exists() else network, device=args.device)
+    G = load_generator(path if path.exists() else network, device=device)
 
     loopback = is_loopback(args.host)
     config = StudioConfig(

@@ -50,6 +50,8 @@ def sniff_format(path: Path) -> str:
         raise CheckpointError(f"{path}: directory without config.json (not a dragkit model directory)")
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
+    if not path.is_file():  # a FIFO, socket or device would block or never end
+        raise CheckpointError(f"{path}: not a regular file")
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -59,6 +61,7 @@ def sniff_format(path: Path) -> str:
     if size == 0:
         raise CheckpointError(f"{path}: empty file")
     if head.startswith(b"PK\x03\x04"):
+        _check_torch_zip(path)
         return "torch-zip"
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "torch-legacy" if head[2:14] == _TORCH_LEGACY_MAGIC else "pickle"
@@ -73,6 +76,26 @@ def sniff_format(path: Path) -> str:
     if head[:1] == b"\x80":
         raise CheckpointError(f"{path}: pickle protocol {head[1] if len(head) > 1 else '?'} is not supported")
     raise CheckpointError(f"{path}: unknown checkpoint format (first bytes {head[:8]!r})")
+
+
+def _check_torch_zip(path: Path) -> None:
+    """A zip archive is a torch.save file only if it holds ``<name>/data.pkl``; say what else it is."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except Exception as exc:  # corrupt archives raise many types (BadZipFile, UnicodeDecodeError, EOFError, …)
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: truncated or corrupt torch.save file ({reason})") from None
+    if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        return
+    if any(n.endswith(".dist-info/WHEEL") for n in names):
+        raise CheckpointError(
+            f"{path}: a Python wheel, not a checkpoint (the default model's wheel is read by "
+            "'dragkit models fetch default'; pass its model name 'default' instead)"
+        )
+    raise CheckpointError(f"{path}: a zip archive that is not a torch.save checkpoint")
 
 
 def parse_checkpoint(path: str | Path) -> ParsedCheckpoint:
