@@ -339,7 +339,7 @@ def test_load_refuses_malformed_files_with_a_clear_error(tiny_g: StyleGAN2Genera
         "unknown tracker": lambda d: d["segments"][0].update(tracker="nope"),
         "NaN handle": lambda d: d["states"][-1].update(handles=[[float("nan"), 1.0], [2.0, 2.0]]),
         "missing key": lambda d: d.pop("states"),
-        "wrong-shape F0": lambda d: d["segments"][0].update(features0=torch.zeros(1, 3, 3, 3)),
+        "wrong-shape segment rows": lambda d: d["segments"][0].update(start=torch.zeros(1, 3, 3)),
         "3×3 mask": lambda d: d.update(masks=[torch.ones(3, 3, dtype=torch.bool)]) or d["states"][-1].update(mask=0),
         "negative current": lambda d: d.update(current=-5),
         "history_limit text": lambda d: d.update(history_limit="abc"),
@@ -435,3 +435,37 @@ def test_set_config_tracker_starts_afresh_and_undo_never_reuses_another_trackers
     sess.set_config(tracker="nn")
     sess.undo(1)  # a patch segment under the nn tracker: started afresh, not reused
     assert sess.step().step == 4
+
+
+def test_history_holds_no_feature_maps_and_stays_within_its_byte_budget(
+    tiny_g: StyleGAN2Generator, tmp_path: Path
+) -> None:
+    """40 point-edit/step cycles: the history holds latent rows, Adam moments and small tracker states — no F0 per
+    segment (it is recomputed from the segment's starting rows) — and a byte budget drops the oldest undo steps."""
+    sess = _session(tiny_g)
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[:, 4:28] = True
+    sess.set_mask(mask)
+    for i in range(40):
+        sess.set_points([(10.0 + i % 3, 12.0), (20.0, 8.0)], TARGETS)
+        sess.step()
+    held, budget = sess._history.bytes, sess._history.max_bytes
+    rows = sess._history.current.ws_opt
+    per_step = 3 * rows.element_size() * rows.nelement()  # rows + two Adam moments
+    templates = 2 * 16 * 4  # nn: [2 points, 16 channels] float32 per segment
+    assert held <= 41 * (per_step + rows.element_size() * rows.nelement() + templates) + 32 * 32
+    assert budget == 256 * 2**20 and sess.can_undo
+    size = sess.save(tmp_path / "s.pt").stat().st_size
+    assert size < 400_000  # no C·h·w feature map per segment in the file either
+    # a tight budget keeps only the newest steps, never the current state
+    small = DragSession.from_seed(tiny_g, 0, config=CFG, history_bytes=10 * per_step)
+    small.set_points(HANDLES, TARGETS)
+    small.run(max_steps=30)
+    assert small._history.bytes <= 10 * per_step and small.step_count == 30
+    undone = 0
+    while small.can_undo:
+        small.undo()
+        undone += 1
+    assert 3 <= undone < 30
+    with pytest.raises(InvalidInputError, match="history_bytes"):
+        DragSession.from_seed(tiny_g, 0, history_bytes=-1)

@@ -16,6 +16,7 @@ from typing import Any, Literal, cast
 
 from dragkit.engine.trackers import DEFAULT_TRACKER, get_tracker, params_from_dict
 from dragkit.errors import InvalidInputError
+from dragkit.nn.protocol import Generator
 
 WMode = Literal["w+", "w"]
 Impl = Literal["fast", "reference"]
@@ -178,6 +179,18 @@ class DragConfig:
             d["tracker_params"] = None
         d.update(changes)
         return DragConfig.from_dict(d)
+
+    def resolve_for(self, generator: Generator) -> ResolvedConfig:
+        """:meth:`resolve` with ``generator``'s image size, W+ length, feature levels and ``drag_hints()``."""
+        hints = generator.drag_hints()
+        return self.resolve(
+            image_shape=(int(generator.img_shape[0]), int(generator.img_shape[1])),
+            num_ws=generator.num_ws,
+            num_feature_levels=len(generator.feature_levels()),
+            hint_feature_block=hints.feature_block,
+            hint_optimize_ws=tuple(hints.optimize_ws),
+            hint_lr=hints.lr,
+        )
 
     def resolve(
         self,

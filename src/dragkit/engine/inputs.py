@@ -12,7 +12,21 @@ import torch
 
 from dragkit.errors import InvalidInputError
 
-__all__ = ["check_mask", "check_points", "check_ws0"]
+__all__ = ["check_mask", "check_points", "check_psi", "check_seed", "check_ws0"]
+
+
+def check_seed(seed: Any) -> int:
+    """A seed for ``z_from_seed``: an int in [0, 2**32)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise InvalidInputError(f"seed: expected an int in [0, 2**32), got {seed!r}")
+    return seed
+
+
+def check_psi(psi: Any) -> float:
+    """A truncation ψ: a finite number."""
+    if isinstance(psi, bool) or not (isinstance(psi, int | float) and math.isfinite(psi)):
+        raise InvalidInputError(f"psi: expected a finite float, got {psi!r}")
+    return float(psi)
 
 
 def check_points(name: str, points: Any, image_shape: tuple[int, int]) -> tuple[tuple[float, float], ...]:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from dragkit.engine.result import StepFailedError
+from dragkit.nn.protocol import Generator, SynthesisResult
 
 __all__ = ["LatentRows", "adam_step"]
 
@@ -45,6 +46,13 @@ class LatentRows:
         for pos, layer in enumerate(self.optimize_ws):
             layers[layer] = ws_opt[:, 0 if w_mode else pos]
         return layers
+
+    def synthesize(self, generator: Generator, ws_opt: torch.Tensor, block: int, *, full: bool) -> SynthesisResult:
+        """``generator.synthesize`` of these rows with w0: the whole generator from one W+ tensor (``full``: the
+        reference path, as the official code), else stopped after ``block`` with per-layer rows (fast)."""
+        if full:
+            return generator.synthesize(self.compose(ws_opt), block)
+        return generator.synthesize(self.compose_layers(ws_opt), block, stop_after_features=True)
 
 
 def adam_step(

@@ -4,7 +4,8 @@ A session file is one ``torch.save`` of plain tensors, dicts, lists and numbers 
 ``torch.load(weights_only=True)``, so loading never runs code. Objects shared between history states (masks,
 segments, tracker states, the trajectory's past) are stored once and referenced by index.
 
-Version 2 (this release) stores each segment's tracker name and params and the tracker's state field by field.
+Version 2 (this release) stores each segment's tracker name and params, the optimised rows it started from (its F0
+is recomputed from them) and the tracker's state field by field.
 Version-1 files (written before trackers had their own params) still load: latents, Adam moments, points, mask,
 history and trajectory come back; the feature templates are re-taken at the next step, as after moving a point.
 """
@@ -89,7 +90,7 @@ def save_session(session: DragSession, path: str | os.PathLike[str]) -> Path:
         return {"result": n.result.to_dict(), "prev": ref("trajectory_nodes", n.prev, node)}
 
     def segment(seg: Segment) -> dict[str, Any]:
-        return {"features0": seg.features0.cpu(), "tracker": seg.tracker, "params": dataclasses.asdict(seg.params)}
+        return {"start": seg.start.cpu(), "tracker": seg.tracker, "params": dataclasses.asdict(seg.params)}
 
     def tracking(st: State) -> int:
         if st.tracking is None or st.segment is None:
@@ -119,6 +120,7 @@ def save_session(session: DragSession, path: str | os.PathLike[str]) -> Path:
         "config": session.config.to_dict(),
         "settings": session.settings.to_dict(),
         "history_limit": session.history_limit,
+        "history_bytes": session._history.max_bytes,
         "w0": session.w0.cpu(),
         "states": [encode_state(st) for st in states],
         "current": current,
@@ -202,8 +204,10 @@ def _restore(
     if saved != actual:
         raise InvalidInputError(f"{path}: saved for a generator with {saved}, got one with {actual}")
     config = DragConfig.from_dict(d["config"]) if version >= 2 else _config_from_v1(d["config"])
-    limit = d["history_limit"]
-    session = cls(generator, d["w0"], config=config, model_id=str(d["model_id"]), history_limit=limit)
+    limits = {"history_limit": d["history_limit"]}
+    if "history_bytes" in d:
+        limits["history_bytes"] = d["history_bytes"]
+    session = cls(generator, d["w0"], config=config, model_id=str(d["model_id"]), **limits)
     # settings added after a file was written are absent from it; they resolve to the old behaviour
     ignore = {"tracker", "tracker_params"} if version == 1 else set()
     resolved = session.settings.to_dict()
@@ -216,15 +220,13 @@ def _restore(
     segments: list[Segment] = []
     trackings: list[tuple[str, Any]] = []
     if version >= 2:
-        level = generator.feature_levels()[session.settings.feature_block]
+        rows = session._history.current.ws_opt
         for seg in d["segments"]:
             tracker = get_tracker(seg["tracker"])
-            features0 = seg["features0"]
-            if not isinstance(features0, torch.Tensor) or features0.ndim != 4 or not torch.isfinite(features0).all():
-                raise ValueError("a segment's F0 is not a finite [1, C, h, w] tensor")
-            if tuple(features0.shape[:3]) != (1, level.channels, level.resolution):
-                raise ValueError(f"a segment's F0 has shape {list(features0.shape)}, not that of {level.name}")
-            segments.append(Segment(features0, tracker.name, params_from_dict(tracker, seg["params"])))
+            start = seg["start"]
+            if not isinstance(start, torch.Tensor) or start.shape != rows.shape or not torch.isfinite(start).all():
+                raise ValueError(f"a segment's starting rows are not a finite tensor of shape {list(rows.shape)}")
+            segments.append(Segment(start.to(device), tracker.name, params_from_dict(tracker, seg["params"])))
         for t in d["trackings"]:
             tracker = get_tracker(t["tracker"])
             trackings.append((tracker.name, state_from_dict(tracker, t["state"], device)))

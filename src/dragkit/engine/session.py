@@ -1,9 +1,9 @@
 """The stateful drag session: one object, one ``step()`` that the CLI, the studio, benchmarks and tests all drive.
 
-A :class:`DragSession` holds the starting latent w0, the optimised W+ rows, the Adam state, the points, the mask,
-the tracker's state and an undo/redo history (:mod:`dragkit.engine.history`). Every public mutation builds a new
-immutable state and only then commits it, so an exception (bad input, a diverged latent) leaves the session
-exactly as it was. Files: :mod:`dragkit.engine.persist`.
+A :class:`DragSession` holds w0, the optimised W+ rows, the Adam state, points, mask, the tracker's state and an
+undo/redo history (:mod:`dragkit.engine.history`). Every public mutation builds a new immutable state and only then
+commits it, so an exception (bad input, a diverged latent) leaves the session as it was. Files:
+:mod:`dragkit.engine.persist`.
 
 Each :meth:`DragSession.step` follows docs/architecture.md §3 in order:
 
@@ -38,7 +38,7 @@ import torch
 from dragkit.engine import persist
 from dragkit.engine.config import DragConfig, ResolvedConfig, stop_distance
 from dragkit.engine.history import History, Point, Segment, State, TrajectoryNode
-from dragkit.engine.inputs import check_mask, check_points, check_ws0
+from dragkit.engine.inputs import check_mask, check_points, check_psi, check_seed, check_ws0
 from dragkit.engine.latent import LatentRows, adam_step
 from dragkit.engine.losses import FixedRegionTerm, latent_loss
 from dragkit.engine.result import StepFailedError, StepResult
@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DragSession", "StepFailedError", "StepResult"]
 
+#: Default byte budget of a session's undo history.
+HISTORY_BYTES = 256 * 2**20
+
 #: DragConfig fields that :meth:`DragSession.set_config` may change mid-edit (the others define the latent's
 #: layout or the feature grid the saved states were made with: start a new session for those).
 LIVE_FIELDS = ("lr", "tracker", "tracker_params", "mask_lambda", "latent_reg", "stop_rule", "max_steps")
@@ -63,7 +66,9 @@ class DragSession:
 
     generator: any :class:`~dragkit.nn.protocol.Generator`; ws0: starting latent [1, num_ws, w_dim] (W+);
     config: :class:`DragConfig` (defaults: the paper's); model_id: recorded in saved sessions;
-    history_limit: how many undo steps are kept (each holds the optimised rows and Adam moments, a few tens of KB).
+    history_limit: how many undo steps are kept at most; history_bytes: how many bytes of tensors the whole history
+    may hold (default 256 MiB; each step holds the optimised rows and Adam moments, a few tens of KB, and each
+    tracker segment its state); the oldest undo steps go first.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class DragSession:
         model_id: str = "unknown",
         *,
         history_limit: int = 1000,
+        history_bytes: int = HISTORY_BYTES,
     ) -> None:
         config = DragConfig() if config is None else config
         if not isinstance(config, DragConfig):
@@ -82,15 +88,16 @@ class DragSession:
         self.model_id = str(model_id)
         self.config = config
         self.image_shape: tuple[int, int] = (int(generator.img_shape[0]), int(generator.img_shape[1]))
-        self.settings: ResolvedConfig = self._resolve(config)
+        self.settings: ResolvedConfig = config.resolve_for(generator)
         self.tracker: Tracker[Any, Any] = get_tracker(self.settings.tracker)(self.settings.tracker_params)
         self.device = generator.w_avg.device
         self.w0 = check_ws0(ws0, generator.num_ws, generator.w_dim, self.device)
         self._rows = LatentRows(self.w0, self.settings.optimize_ws, self.settings.w_mode)
         self._lock = threading.RLock()
-        self._history = History(self._initial_state(), history_limit)
+        self._history = History(self._initial_state(), history_limit, history_bytes)
         self._image_cache: tuple[torch.Tensor, np.ndarray] | None = None
         self._fixed_region = FixedRegionTerm()
+        self._features0: tuple[Segment, torch.Tensor] | None = None  # F0 of the last segment used
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
@@ -106,28 +113,10 @@ class DragSession:
         """Session on ``generator.mapping(z_from_seed(seed), psi=psi)`` (NVIDIA's seed → z convention)."""
         from dragkit.nn.seeds import z_from_seed
 
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-            raise InvalidInputError(f"seed: expected an int in [0, 2**32), got {seed!r}")
-        if not (isinstance(psi, int | float) and math.isfinite(psi)):
-            raise InvalidInputError(f"psi: expected a finite float, got {psi!r}")
-        device = generator.w_avg.device
-        z = z_from_seed(seed, generator.z_dim).to(device)
+        z = z_from_seed(check_seed(seed), generator.z_dim).to(generator.w_avg.device)
         with torch.no_grad():
-            ws = generator.mapping(z, psi=float(psi))
+            ws = generator.mapping(z, psi=check_psi(psi))
         return cls(generator, ws, config=config, model_id=model_id, **kwargs)
-
-    def _resolve(self, config: DragConfig) -> ResolvedConfig:
-        """``config`` with every model-dependent default filled in from this generator's hints."""
-        G = self.generator
-        hints = G.drag_hints()
-        return config.resolve(
-            image_shape=self.image_shape,
-            num_ws=G.num_ws,
-            num_feature_levels=len(G.feature_levels()),
-            hint_feature_block=hints.feature_block,
-            hint_optimize_ws=tuple(hints.optimize_ws),
-            hint_lr=hints.lr,
-        )
 
     def _initial_state(self) -> State:
         return State(self._rows.initial(), None, (), (), (), None, None, None, None)
@@ -174,7 +163,7 @@ class DragSession:
 
     @property
     def history_limit(self) -> int:
-        """How many undo steps are kept."""
+        """How many undo steps are kept at most."""
         return self._history.limit
 
     def stop_distance(self) -> float:
@@ -274,7 +263,7 @@ class DragSession:
             )
         with self._lock:
             config = self.config.replace(**changes)  # validates
-            settings = self._resolve(config)
+            settings = config.resolve_for(self.generator)
             tracker = get_tracker(settings.tracker)(settings.tracker_params)
             self.config, self.settings, self.tracker = config, settings, tracker
 
@@ -309,14 +298,10 @@ class DragSession:
             ws_opt = st.ws_opt.clone().requires_grad_(True)
             ws = self._rows.compose(ws_opt)
 
-            # 1. forward to the feature block
+            # 1. forward to the feature block (the whole generator for the reference path)
             reference = s.impl == "reference"
-            # fast: per-layer ws (LatentRows.compose_layers) keep the fixed rows out of autograd
-            out = self.generator.synthesize(
-                ws if reference else self._rows.compose_layers(ws_opt),
-                s.feature_block,
-                stop_after_features=not reference,
-            )
+            layers = ws if reference else self._rows.compose_layers(ws_opt)  # fast: fixed rows stay out of autograd
+            out = self.generator.synthesize(layers, s.feature_block, stop_after_features=not reference)
             if not torch.isfinite(out.features).all():
                 raise StepFailedError(
                     "the generator produced non-finite features (the latent diverged: undo and lower the lr)"
@@ -337,7 +322,8 @@ class DragSession:
             # 2. point tracking (a new segment when the points or the tracker changed)
             segment, tracking = st.segment, st.tracking
             if segment is None or (segment.tracker, segment.params) != (s.tracker, s.tracker_params):
-                segment = Segment(out.features.detach(), s.tracker, s.tracker_params)
+                segment = Segment(st.ws_opt, s.tracker, s.tracker_params)
+                self._features0 = (segment, out.features.detach())
                 tracking = tracker.start(ctx)
             found, tracking = tracker.track(ctx, tracking)
             new_handles = tuple(as_points(found))
@@ -430,10 +416,20 @@ class DragSession:
         s = self.settings
         if mask is not None and s.mask_lambda > 0 and bool(mask.any()) and not bool(mask.all()):
             feat = ctx.features_up if s.impl == "reference" else ctx.features  # reference: upsampled, as official
-            loss = loss + s.mask_lambda * self._fixed_region(feat, segment.features0, mask)
+            loss = loss + s.mask_lambda * self._fixed_region(feat, self._segment_features0(segment), mask)
         if s.latent_reg > 0:
             loss = loss + s.latent_reg * latent_loss(ws, self.w0)
         return loss
+
+    def _segment_features0(self, segment: Segment) -> torch.Tensor:
+        """F0 [1, C, h, w] of ``segment``: kept for the last segment used, else recomputed (no grad) from its
+        starting rows exactly as its first step computed it."""
+        if self._features0 is None or self._features0[0] is not segment:
+            s = self.settings
+            with torch.no_grad():
+                out = self._rows.synthesize(self.generator, segment.start, s.feature_block, full=s.impl == "reference")
+            self._features0 = (segment, out.features)
+        return self._features0[1]
 
     # -- persistence ----------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
