@@ -666,3 +666,30 @@ def test_unknown_start_model_fails_at_creation(tiny_g: StyleGAN2Generator) -> No
 
     with pytest.raises(UnknownModelError):
         create_app(StudioConfig(network="nope"), generators={"tiny": tiny_g})
+
+
+def test_crafted_session_uploads_get_a_4xx_json_error_and_the_tab_keeps_working(client: TestClient) -> None:
+    sid = client.post("/api/sessions").json()["session"]
+    base = f"/api/sessions/{sid}"
+    client.post(f"{base}/command", json={"type": "add_point", "handle": [10, 10], "target": [20, 14]})
+    client.post(f"{base}/command", json={"type": "mask_stroke", "points": [[10, 10]], "radius": 6, "mode": "movable"})
+    good = torch.load(io.BytesIO(client.get(f"{base}/session.pt").content), weights_only=True)
+    crafted = {
+        "no states": {**good, "states": []},
+        "no generator": {k: v for k, v in good.items() if k != "generator"},
+        "current 999": {**good, "current": 999},
+        "current -5": {**good, "current": -5},
+        "history_limit text": {**good, "history_limit": "abc"},
+        "forward trajectory link": {**good, "trajectory_nodes": [{"result": {}, "prev": 3}]},
+        "NaN handle": {**good, "states": [{**good["states"][-1], "handles": [[float("nan"), 1.0]]}], "current": 0},
+        "3×3 mask": {**good, "masks": [torch.ones(3, 3, dtype=torch.bool)]},
+    }
+    for what, payload in crafted.items():
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        r = client.post(f"{base}/session", content=buf.getvalue())
+        assert r.status_code == 422 and r.json()["error"]["code"] == "bad_session", (what, r.status_code, r.text)
+        message = r.json()["error"]["message"]
+        assert "\n" not in message and "weights_only" not in message, (what, message)
+    state = client.post(f"{base}/command", json={"type": "add_point", "handle": [5, 5], "target": [8, 8]}).json()
+    assert len(state["handles"]) == 2  # the tab kept its session
