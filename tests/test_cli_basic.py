@@ -149,3 +149,19 @@ def test_process_level_exit_code_and_stderr(pkl: Path, tmp_path: Path) -> None:
         f"dragkit inspect: error: {bad}: refused global 'builtins.eval' (not on the allow-list for network "
         "pickles); nothing from the file was executed"
     ]
+
+
+def test_system_errors_and_absurd_configs_are_one_line(
+    pkl: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An output folder that cannot exist (the system's error) and a config.json nested 200,000 deep."""
+    assert main(["generate", "--network", str(pkl), "--seeds", "0", "--outdir", "/dev/null/out"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dragkit generate: error: ") and "Traceback" not in err
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "config.json").write_text("[" * 200_000 + "]" * 200_000)
+    (deep / "model.safetensors").write_bytes(b"")
+    assert main(["inspect", str(deep)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("nested too deeply" in err or "not valid JSON" in err), err

@@ -1,8 +1,9 @@
 """Command-line interface: ``dragkit <command> ...`` (also ``python -m dragkit``).
 
 Each command lives in its own module here and exposes ``register(subparsers)``; the parser calls
-``args.func(args) -> int``. Errors caused by the user (:class:`dragkit.errors.DragkitError`) print one line and
-exit with status 2 — never a traceback.
+``args.func(args) -> int``. Errors caused by the user (:class:`dragkit.errors.DragkitError`) and errors the system
+reports (``OSError``: disk full, not a directory, permission denied) print one line and exit with status 2 — never
+a traceback.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except DragkitError as exc:
         print(f"dragkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the system refused (disk full, permission denied, …): one line, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"dragkit {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dragkit {args.command}: interrupted", file=sys.stderr)

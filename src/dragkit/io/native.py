@@ -79,6 +79,8 @@ def read_native(directory: Path) -> ParsedCheckpoint:
         meta = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"{cfg_path}: JSON nested too deeply to be a dragkit config") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f'{cfg_path}: not a dragkit config (expected "format": "{FORMAT_NAME}")')
     version = meta.get("format_version")
