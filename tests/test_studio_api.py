@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from dragkit.engine.trackers import TRACKERS, tracker_choices
+from dragkit.errors import InvalidInputError
 from dragkit.io import save_native
 from dragkit.nn.stylegan2 import StyleGAN2Generator
 from dragkit.studio.server import StudioConfig, create_app
@@ -693,3 +694,52 @@ def test_crafted_session_uploads_get_a_4xx_json_error_and_the_tab_keeps_working(
         assert "\n" not in message and "weights_only" not in message, (what, message)
     state = client.post(f"{base}/command", json={"type": "add_point", "handle": [5, 5], "target": [8, 8]}).json()
     assert len(state["handles"]) == 2  # the tab kept its session
+
+
+def test_pages_of_other_sites_can_neither_create_nor_drive_a_session(client: TestClient) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    sid = client.post("/api/sessions").json()["session"]  # a script (no Origin) may
+    cmd = f"/api/sessions/{sid}/command"
+    foreign = [
+        {"origin": "http://evil.example"},
+        {"origin": "https://testserver"},  # the right host, another scheme
+        {"sec-fetch-site": "cross-site"},
+    ]
+    for headers in foreign:
+        r = client.post("/api/sessions", headers=headers)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_origin", headers
+        r = client.post(cmd, json={"type": "add_point", "handle": [1, 1], "target": [2, 2]}, headers=headers)
+        assert r.status_code == 403, headers
+        r = client.post(f"/api/sessions/{sid}/session", content=b"x", headers=headers)
+        assert r.status_code == 403, headers
+    assert client.get(f"/api/sessions/{sid}").json()["handles"] == []  # nothing reached the session
+    assert client.post("/api/sessions", headers={"origin": "http://testserver"}).status_code == 200
+    for headers in ({"origin": "https://testserver"}, {"origin": "http://testserver:8080"}):
+        with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect("/ws", headers=headers) as ws:
+            ws.receive_json()
+        assert info.value.code == 1008
+
+
+def test_a_studio_with_a_token_needs_it_on_every_route(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    token = "t" * 24
+    with make_client(tiny_g, tmp_path, token=token) as c:
+        for path in ("/", "/api/health", "/static/app.js", "/api/models"):
+            r = c.get(path)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", path
+        assert c.post("/api/sessions").status_code == 401
+        assert c.get("/api/health", params={"token": "t" * 23 + "x"}).status_code == 401
+        with pytest.raises(WebSocketDisconnect) as info, c.websocket_connect("/ws") as ws:
+            ws.receive_json()
+        assert info.value.code == 1008
+        assert c.post("/api/sessions", headers={"x-dragkit-token": token}).status_code == 200  # scripts
+        page = c.get("/", params={"token": token})  # the URL printed at start-up
+        assert page.status_code == 200 and "dragkit_token" in page.headers["set-cookie"]
+        assert "httponly" in page.headers["set-cookie"].lower()
+        assert c.get("/static/app.js").status_code == 200  # the page's own requests carry the cookie
+        with c.websocket_connect("/ws") as ws:
+            assert ws.receive_json()["type"] == "hello"
+    with pytest.raises(InvalidInputError, match="token"):
+        StudioConfig(token="short")

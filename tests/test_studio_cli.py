@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -80,16 +81,20 @@ def test_studio_process_serves_and_warns_off_loopback(tiny_g: StyleGAN2Generator
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert f"http://127.0.0.1:{port}/" in line, line
+        assert f"http://127.0.0.1:{port}/?token=" in line, line  # off loopback: an access token, in the URL
+        token = line.split("?token=")[1].split()[0]
         body = None
         for _ in range(200):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models", timeout=2) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models?token={token}", timeout=2) as r:
                     body = json.loads(r.read())
                 break
             except OSError:
                 time.sleep(0.05)
         assert body is not None
+        with pytest.raises(urllib.error.HTTPError) as refused:  # the same request without it
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models", timeout=2)
+        assert refused.value.code == 401
         assert body["default"] == "file:tiny" and body["models"][0]["id"] == "file:tiny"
     finally:
         proc.terminate()

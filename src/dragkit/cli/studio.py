@@ -13,6 +13,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -45,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--port", type=int, default=7860, help="port to bind (default 7860)")
     p.add_argument("--device", default="cpu", help="torch device for the models (default cpu)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of a new tab's first image (default 0)")
+    p.add_argument(
+        "--token",
+        default=None,
+        metavar="TOKEN",
+        help="access token (16+ characters) every request must carry; default: none on a loopback address, a "
+        "random one (printed in the URL) on any other",
+    )
     p.set_defaults(func=run)
 
 
@@ -115,15 +123,17 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         allowed_hosts=("127.0.0.1", "localhost", "::1", "[::1]", args.host) if loopback else None,
+        token=args.token if args.token is not None or loopback else secrets.token_urlsafe(24),
     )
     app = create_app(config, generators={network_id: G})
     if not loopback:
         print(
             f"dragkit studio: warning: --host {args.host} is not a loopback address: anyone who can reach this "
-            "machine can use the studio and see the models folder's file names. Use 127.0.0.1 unless you "
+            "machine and has the URL below (with its access token) can use the studio. Use 127.0.0.1 unless you "
             "mean it.",
             file=sys.stderr,
         )
-    print(f"dragkit studio: open {url_for(args.host, args.port)}  (Ctrl+C to stop)", flush=True)
+    url = url_for(args.host, args.port) + (f"?token={config.token}" if config.token else "")
+    print(f"dragkit studio: open {url}  (Ctrl+C to stop)", flush=True)
     uvicorn.run(app, host=args.host.strip("[]"), port=args.port, log_level="warning")
     return 0

@@ -23,6 +23,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -63,6 +64,8 @@ STATUS: dict[str, int] = {
     "no_session": 404,
     "busy": 503,
     "bad_session": 422,
+    "unauthorized": 401,
+    "forbidden_origin": 403,
     "bad_checkpoint": 422,
     "step_failed": 409,
     "no_image": 409,
@@ -75,6 +78,32 @@ STATUS: dict[str, int] = {
 }
 
 REAP_INTERVAL_S = 30.0
+TOKEN_COOKIE = "dragkit_token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def refuse_request(headers: Mapping[str, str], scheme: str, method: str) -> tuple[str, str] | None:
+    """Why a request from a browser page of another site must be refused, or None.
+
+    A cross-site page can make a browser send simple requests (a POST without a body, a form post) and open
+    WebSockets, with the user's network position but not the page's own origin: such requests carry an ``Origin``
+    (and, in current browsers, ``Sec-Fetch-Site: cross-site``). State-changing requests (and every WebSocket) must
+    come from the studio's own origin, scheme included; scripts that send no ``Origin`` are not browsers' pages and
+    pass (a studio with a token still needs it). ``scheme``: the request's (``ws``/``wss`` count as
+    ``http``/``https``); ``method``: HTTP's, or anything unsafe for a WebSocket.
+    """
+    if method in SAFE_METHODS:
+        return None
+    if headers.get("sec-fetch-site", "").lower() == "cross-site":
+        return ("forbidden_origin", "requests from other sites are refused")
+    origin = headers.get("origin")
+    if origin is None:
+        return None
+    page = urlsplit(origin)
+    own_scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    if page.scheme != own_scheme or page.netloc.lower() != headers.get("host", "").lower():
+        return ("forbidden_origin", f"requests from {origin} are refused: open the studio's own page")
+    return None
 
 
 def _static_dir() -> Path:
@@ -156,6 +185,22 @@ def create_app(
     app.state.config = config
     if config.allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        """The token (when the studio has one) on every route, and no state change from another site."""
+        refusal = refuse_request(request.headers, request.url.scheme, request.method)
+        token = request.query_params.get("token")
+        if refusal is None and config.token is not None:
+            given = token or request.cookies.get(TOKEN_COOKIE) or request.headers.get("x-dragkit-token") or ""
+            if not secrets.compare_digest(given.encode(), config.token.encode()):
+                refusal = ("unauthorized", "this studio needs its access token: open the URL it printed at start-up")
+        if refusal is not None:
+            return JSONResponse(error_body(*refusal), status_code=STATUS[refusal[0]])
+        response: Response = await call_next(request)
+        if config.token is not None and token is not None:  # the page's later requests carry it as a cookie
+            response.set_cookie(TOKEN_COOKIE, config.token, httponly=True, samesite="strict")
+        return response
 
     @app.exception_handler(DragkitError)
     async def _dragkit_error(request: Request, exc: DragkitError) -> JSONResponse:
@@ -292,9 +337,13 @@ def create_app(
     # -- the live channel -------------------------------------------------------------------------------------
     @app.websocket("/ws")
     async def websocket(ws: WebSocket) -> None:
-        origin = ws.headers.get("origin")
-        if origin and urlsplit(origin).netloc != ws.headers.get("host"):
-            await ws.close(code=1008, reason="cross-origin connection refused")
+        refusal = refuse_request(ws.headers, ws.url.scheme, "WEBSOCKET")
+        if refusal is None and config.token is not None:
+            given = ws.query_params.get("token") or ws.cookies.get(TOKEN_COOKIE) or ""
+            if not secrets.compare_digest(given.encode(), config.token.encode()):
+                refusal = ("unauthorized", "this studio needs its access token")
+        if refusal is not None:
+            await ws.close(code=1008, reason=refusal[1][:120])
             return
         await ws.accept()
         sid = ws.query_params.get("session")

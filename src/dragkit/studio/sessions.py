@@ -71,6 +71,7 @@ class StudioConfig:
     jpeg_quality: int = 90  # live frames and recorded frames
     max_fps: float | None = None  # cap on drag steps (= frames) per second per tab; None = as fast as it goes
     allowed_hosts: tuple[str, ...] | None = None  # Host header allow-list (DNS-rebinding guard); None = any
+    token: str | None = None  # access token every request must carry (query, cookie or header); None = no token
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed <= P.MAX_SEED:
@@ -86,6 +87,8 @@ class StudioConfig:
                 raise InvalidInputError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
         if self.max_fps is not None and not (math.isfinite(self.max_fps) and self.max_fps > 0):
             raise InvalidInputError(f"max_fps: expected None or a positive number, got {self.max_fps!r}")
+        if self.token is not None and len(self.token) < 16:
+            raise InvalidInputError("token: expected at least 16 characters")
         if not 1 <= self.jpeg_quality <= 100:
             raise InvalidInputError(f"jpeg_quality: expected an int in [1, 100], got {self.jpeg_quality!r}")
 
