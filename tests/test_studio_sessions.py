@@ -323,3 +323,39 @@ def test_mask_is_held_by_the_engine_during_a_drag(client: TestClient) -> None:
             after = decode_data_url(stopped["image"]).astype(float)
             results[use_mask] = np.abs(after - before)[24:, :8].mean()  # a corner far from the edit
     assert results[True] < results[False]
+
+
+def test_worker_is_fair_between_tabs_and_bounds_each_tabs_queue() -> None:
+    """A tab that queues many jobs delays another tab's job by at most one of its own; a tab may not queue more
+    than ``max_pending`` jobs (the rest are refused with ``busy``)."""
+    import threading
+
+    from dragkit.studio.protocol import ProtocolError
+    from dragkit.studio.worker import Worker
+
+    worker = Worker(max_pending=40)
+    gate, running = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def hold() -> None:
+        running.set()
+        gate.wait()
+
+    try:
+        worker.submit(hold, key="a")  # holds the worker while both tabs queue
+        assert running.wait(10)
+        flood = [worker.submit(lambda i=i: order.append(f"a{i}"), key="a") for i in range(40)]
+        refused = worker.submit(lambda: order.append("a-extra"), key="a")
+        other = worker.submit(lambda: order.append("b"), key="b")
+        gate.set()
+        other.result(timeout=10)
+        for f in flood:
+            f.result(timeout=10)
+        with pytest.raises(ProtocolError) as info:
+            refused.result(timeout=10)
+        assert info.value.code == "busy"
+        assert order.index("b") <= 1  # after at most one more job of the flooding tab
+        assert [o for o in order if o != "b"] == [f"a{i}" for i in range(40)]  # a tab's own jobs keep their order
+    finally:
+        gate.set()
+        worker.close()

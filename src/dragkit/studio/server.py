@@ -244,8 +244,8 @@ def create_app(
     def first_image() -> P.NewImage:
         return P.NewImage(type="new_image", model=config.network, seed=config.seed, psi=config.psi)
 
-    async def on_worker(fn: Any) -> Any:
-        return await asyncio.wrap_future(manager.run_job(fn))
+    async def on_worker(fn: Any, s: StudioSession) -> Any:
+        return await asyncio.wrap_future(manager.run_job(fn, key=s.id))
 
     # -- pages -----------------------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
@@ -276,7 +276,7 @@ def create_app(
     @app.get("/api/sessions/{sid}")
     async def get_state(sid: str) -> dict[str, Any]:
         s = manager.get(sid)
-        state: dict[str, Any] = await on_worker(lambda: s.snapshot(mask=True))
+        state: dict[str, Any] = await on_worker(lambda: s.snapshot(mask=True), s)
         return state
 
     @app.post("/api/sessions/{sid}/command")
@@ -289,13 +289,13 @@ def create_app(
     @app.get("/api/sessions/{sid}/image.png")
     async def image_png(sid: str) -> Response:
         s = manager.get(sid)
-        data = await on_worker(lambda: manager.image_png(s))
+        data = await on_worker(lambda: manager.image_png(s), s)
         return Response(data, media_type="image/png", headers=_attachment(f"dragkit-seed{s.source.seed}.png"))
 
     @app.get("/api/sessions/{sid}/latent.pt")
     async def latent_pt(sid: str) -> Response:
         s = manager.get(sid)
-        data = await on_worker(lambda: manager.latent_pt(s))
+        data = await on_worker(lambda: manager.latent_pt(s), s)
         return Response(
             data,
             media_type="application/octet-stream",
@@ -305,7 +305,7 @@ def create_app(
     @app.get("/api/sessions/{sid}/session.pt")
     async def session_file(sid: str) -> Response:
         s = manager.get(sid)
-        data = await on_worker(lambda: manager.session_bytes(s))
+        data = await on_worker(lambda: manager.session_bytes(s), s)
         return Response(
             data,
             media_type="application/octet-stream",
@@ -318,7 +318,7 @@ def create_app(
         data = await read_limited(request, config.max_upload_bytes)
         if not data:
             raise P.ProtocolError("bad_session", "empty upload: send a session file saved by the studio")
-        state: dict[str, Any] = await on_worker(lambda: manager.load_session(s, data))
+        state: dict[str, Any] = await on_worker(lambda: manager.load_session(s, data), s)
         return state
 
     @app.get("/api/sessions/{sid}/export.{fmt}")
@@ -329,7 +329,7 @@ def create_app(
         fps: Annotated[float, Query(gt=0, le=60)] = 10.0,
     ) -> Response:
         s = manager.get(sid)
-        data = await on_worker(lambda: manager.export_video(s, fmt, overlays, fps))
+        data = await on_worker(lambda: manager.export_video(s, fmt, overlays, fps), s)
         media = "video/mp4" if fmt == "mp4" else "image/gif"
         suffix = "" if overlays else "-clean"
         return Response(data, media_type=media, headers=_attachment(f"dragkit-seed{s.source.seed}{suffix}.{fmt}"))
@@ -369,7 +369,7 @@ def create_app(
         sender = asyncio.create_task(_pump(ws, outbox))
         outbox.put(hello(s))
         if sid:
-            manager.run_job(lambda: s.emit(s.snapshot(image=s.engine is not None, mask=True)))
+            manager.run_job(lambda: s.emit(s.snapshot(image=s.engine is not None, mask=True)), key=s.id)
         else:
             _report(manager.submit(s, first_image()), outbox, None)
         try:

@@ -378,7 +378,7 @@ class SessionManager:
         s.touch()
         if isinstance(msg, P.Stop):
             s.stop_requested = True  # honoured by the very next step job, ahead of the queue
-        return self.worker.submit(lambda: self._run_command(s, msg))
+        return self.worker.submit(lambda: self._run_command(s, msg), key=s.id)
 
     async def command(self, s: StudioSession, msg: P.ClientMessage) -> dict[str, Any]:
         return await asyncio.wrap_future(self.submit(s, msg))
@@ -408,7 +408,7 @@ class SessionManager:
         s.run_steps = 0
         s.last_run_steps = 0
         run_id = s.run_id
-        self.worker.submit(lambda: self._step_job(s, run_id))
+        self.worker.submit(lambda: self._step_job(s, run_id), key=s.id)
 
     def _step_job(self, s: StudioSession, run_id: int) -> None:
         if s.closed or run_id != s.run_id or not s.running:
@@ -444,9 +444,9 @@ class SessionManager:
         fps = self.config.max_fps
         delay = 0.0 if fps is None else s.step_started + 1.0 / fps - time.monotonic()
         if delay <= 0:
-            self.worker.submit(lambda: self._step_job(s, run_id))
+            self.worker.submit(lambda: self._step_job(s, run_id), key=s.id)
             return
-        timer = threading.Timer(delay, lambda: self.worker.submit(lambda: self._step_job(s, run_id)))
+        timer = threading.Timer(delay, lambda: self.worker.submit(lambda: self._step_job(s, run_id), key=s.id))
         timer.daemon = True
         timer.start()
 
@@ -471,11 +471,12 @@ class SessionManager:
     def request_stop(self, s: StudioSession) -> None:
         """Stop a running drag as soon as possible (used when a tab disconnects)."""
         s.stop_requested = True
-        self.worker.submit(lambda: self._finish(s, "user"))
+        self.worker.submit(lambda: self._finish(s, "user"), key=s.id)
 
     # -- files -----------------------------------------------------------------------------------------------
-    def run_job(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-        return self.worker.submit(fn)
+    def run_job(self, fn: Callable[[], T], key: str | None = None) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on the worker, in ``key``'s turn (a session id; None: a turn of its own)."""
+        return self.worker.submit(fn, key=key)
 
     def image_png(self, s: StudioSession) -> bytes:
         return encode_png(s.require_engine().image())

@@ -1,8 +1,9 @@
 """The studio's single model worker and the per-tab outbox.
 
-- :class:`Worker` — one daemon thread that runs every job touching a generator, first come first served. Drags
-  are cut into one-step jobs that re-queue themselves, so two tabs dragging at once alternate step by step and
-  never run on the model at the same time; a point edit sent during a drag lands between two steps.
+- :class:`Worker` — one daemon thread that runs every job touching a generator, fair between tabs (round-robin
+  over the tabs with waiting jobs, a bounded queue per tab). Drags are cut into one-step jobs that re-queue
+  themselves, so two tabs dragging at once alternate step by step and never run on the model at the same time; a
+  point edit sent during a drag lands between two steps.
 - :class:`Outbox` — the messages waiting to be sent on one tab's WebSocket; filled from any thread, drained by
   the event loop. :data:`CLOSE` is the sentinel that closes the WebSocket.
 """
@@ -12,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import queue
 import threading
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
+
+from dragkit.studio.protocol import ProtocolError
 
 T = TypeVar("T")
 
@@ -24,29 +26,57 @@ CLOSE: dict[str, Any] = {"type": "__close__"}  # outbox sentinel: close the WebS
 
 
 class Worker:
-    """One daemon thread running submitted callables in order; ``submit`` returns a concurrent Future."""
+    """One daemon thread running every job that touches a model; ``submit`` returns a concurrent Future.
 
-    def __init__(self, name: str = "dragkit-studio-worker") -> None:
-        self._queue: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None] = (
-            queue.SimpleQueue()
+    Fair between keys (a tab's session id): the jobs of one key run in the order they came, and the keys with
+    waiting jobs take turns, so a tab that queues many jobs delays another tab's next job by at most one job.
+    A key may have at most ``max_pending`` jobs waiting; more are refused at once with a ``busy``
+    :class:`~dragkit.studio.protocol.ProtocolError` (the flooding tab is told, the others are not slowed down).
+    """
+
+    def __init__(self, name: str = "dragkit-studio-worker", max_pending: int = 64) -> None:
+        self.max_pending = max_pending
+        self._cond = threading.Condition()
+        self._queues: OrderedDict[Hashable, deque[tuple[concurrent.futures.Future[Any], Callable[[], Any]]]] = (
+            OrderedDict()
         )
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+    def submit(self, fn: Callable[[], T], key: Hashable = None) -> concurrent.futures.Future[T]:
+        """Queue ``fn`` behind the earlier jobs of ``key``."""
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        if self._closed:
-            fut.set_exception(RuntimeError("the studio worker is shut down"))
-            return fut
-        self._queue.put((fut, fn))
+        with self._cond:
+            if self._closed:
+                fut.set_exception(RuntimeError("the studio worker is shut down"))
+                return fut
+            waiting = self._queues.setdefault(key, deque())
+            if len(waiting) >= self.max_pending:
+                fut.set_exception(
+                    ProtocolError("busy", f"{len(waiting)} requests of this tab are waiting: slow down and retry")
+                )
+                return fut
+            waiting.append((fut, fn))
+            self._cond.notify()
         return fut
 
+    def _next(self) -> tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None:
+        """The next job: the first of the key whose turn it is (that key then goes to the back); None when closed
+        and everything queued has run."""
+        with self._cond:
+            while not self._queues:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            key, waiting = self._queues.popitem(last=False)
+            job = waiting.popleft()
+            if waiting:
+                self._queues[key] = waiting
+            return job
+
     def _loop(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
+        while (job := self._next()) is not None:
             fut, fn = job
             if not fut.set_running_or_notify_cancel():
                 continue
@@ -57,10 +87,11 @@ class Worker:
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish the jobs already queued, then stop the thread."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify()
         self._thread.join(timeout)
 
 
