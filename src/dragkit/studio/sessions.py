@@ -20,7 +20,6 @@ import io
 import logging
 import math
 import secrets
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -34,6 +33,7 @@ import numpy as np
 from dragkit.engine import DragConfig, DragSession, StepFailedError, StepResult
 from dragkit.engine.persist import read_model_id
 from dragkit.errors import CheckpointError, DragkitError, InvalidInputError, ModelNotFoundError
+from dragkit.files import scratch_dir
 from dragkit.studio import protocol as P
 from dragkit.studio.codec import data_url, decode_jpeg, encode_jpeg, encode_png
 from dragkit.studio.handlers import HANDLERS
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+SCRATCH_LABEL = "dragkit-studio"  # temporary folders for session files and exports: dragkit-studio-{pid}-…
 
 StopReason = Literal["arrived", "max_steps", "user", "error", "superseded"]
 
@@ -491,13 +493,13 @@ class SessionManager:
 
     def session_bytes(self, s: StudioSession) -> bytes:
         eng = s.require_engine()
-        with tempfile.TemporaryDirectory(prefix="dragkit-studio-") as tmp:
+        with scratch_dir(SCRATCH_LABEL) as tmp:
             path = eng.save(Path(tmp) / "session.pt")
             return path.read_bytes()
 
     def load_session(self, s: StudioSession, data: bytes) -> dict[str, Any]:
         """Replace the tab's engine session with one saved by ``session_bytes`` (any tab, same model list)."""
-        with tempfile.TemporaryDirectory(prefix="dragkit-studio-") as tmp:
+        with scratch_dir(SCRATCH_LABEL) as tmp:
             path = Path(tmp) / "session.pt"
             path.write_bytes(data)
             try:
@@ -546,6 +548,6 @@ class SessionManager:
             )
         final = eng.image()
         frames.append(draw_points(final, status.handles, status.targets, mask) if overlays else final)
-        with tempfile.TemporaryDirectory(prefix="dragkit-studio-") as tmp:
+        with scratch_dir(SCRATCH_LABEL) as tmp:
             path = write_video(frames, Path(tmp) / f"drag.{fmt}", fps=fps)
             return path.read_bytes()
