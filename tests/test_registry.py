@@ -322,3 +322,20 @@ def test_cli_models_fetch_errors_are_one_line(home: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "no-such-model" in proc.stderr
+
+
+def test_a_truncated_cached_model_is_not_called_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dragkit.io import save_native
+    from dragkit.io.native import safetensors_complete
+    from dragkit.io.registry import is_cached, model_path
+    from tests.conftest import make_tiny_generator
+
+    monkeypatch.setenv("DRAGKIT_HOME", str(tmp_path / "home"))
+    folder = save_native(make_tiny_generator(), model_path("default"), {"licence": "test"})
+    weights = folder / "model.safetensors"
+    assert safetensors_complete(weights) and is_cached("default")
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) - 100])  # a conversion or copy cut short
+    assert not safetensors_complete(weights) and not is_cached("default")
+    weights.write_bytes(b"\xff" * 16)
+    assert not safetensors_complete(weights)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,21 @@ def save_native(G: Any, directory: str | Path, provenance: dict[str, Any] | None
     (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     logger.info("wrote %s (%d tensors)", directory, len(tensors))
     return directory
+
+
+def safetensors_complete(path: Path) -> bool:
+    """Whether the safetensors file ``path`` holds every byte its header declares (a cheap check that reads only
+    the header: a download or conversion cut short fails it)."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if not 2 <= n <= 100 * 2**20:
+                return False
+            header = json.loads(f.read(n))
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+        return path.stat().st_size == 8 + n + max(ends, default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error, RecursionError):
+        return False
 
 
 def read_native(directory: Path) -> ParsedCheckpoint:

@@ -241,7 +241,9 @@ def is_cached(name: str) -> bool:
     """True if ``name`` is ready to load without any download or conversion."""
     p = model_path(name)
     if get_entry(name).kind == "pip-wheel":
-        return (p / "config.json").is_file() and (p / "model.safetensors").is_file()
+        from dragkit.io.native import safetensors_complete
+
+        return (p / "config.json").is_file() and safetensors_complete(p / "model.safetensors")
     return p.is_file()
 
 
