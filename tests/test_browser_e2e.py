@@ -273,3 +273,23 @@ def test_point_editing_mask_files_and_shortcuts(browser: Any, server: Background
     assert restored["handles"] == saved_state["handles"] and restored["targets"] == saved_state["targets"]
     assert stats(page)["errors"] == [] and problems == []
     context.close()
+
+
+def test_hold_strength_control_and_a_refused_model_does_not_stay_selected(
+    browser: Any, server: BackgroundServer
+) -> None:
+    context, page, problems = open_page(browser, server)
+    page.fill("#mask-lambda", "7")
+    page.press("#mask-lambda", "Enter")
+    page.locator("#seed").focus()  # leave the field: change fires
+    page.wait_for_function("window.dragkit.server.mask_lambda === 7")
+    # A model id the server refuses: the picker goes back to the model in use and the error is shown.
+    page.evaluate(
+        """() => { const o = document.createElement('option'); o.value = 'no-such-model'; o.textContent = 'x';
+                   document.getElementById('model').appendChild(o); }"""
+    )
+    page.select_option("#model", "no-such-model")
+    page.wait_for_function("window.dragkit.stats.errors.length === 1")
+    page.wait_for_function("document.getElementById('model').value === 'tiny'")
+    assert server_state(page)["model"] == "tiny" and problems == []
+    context.close()

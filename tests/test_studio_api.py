@@ -755,3 +755,20 @@ def test_a_new_studio_removes_what_killed_studios_left_in_the_temp_folder(
     (stale / "session.pt").write_bytes(b"half a session")
     with make_client(tiny_g, tmp_path):
         assert not stale.exists()
+
+
+def test_hold_strength_lambda_and_a_warning_for_handles_in_the_fixed_region(client: TestClient) -> None:
+    with client.websocket_connect("/ws") as ws:
+        recv_until(ws, "state")
+        s = call(ws, {"type": "set_config", "mask_lambda": 5})
+        assert s["mask_lambda"] == 5
+        assert_error(call(ws, {"type": "set_config", "mask_lambda": -1}), "invalid")
+        call(ws, {"type": "add_point", "handle": [10, 10], "target": [20, 14]})
+        call(ws, {"type": "add_point", "handle": [25, 25], "target": [28, 28]})
+        call(ws, {"type": "set_config", "max_steps": 1})
+        call(ws, {"type": "mask_stroke", "points": [[10, 10]], "radius": 6, "mode": "movable"})  # handle 2 is fixed
+        ws.send_json({"type": "start"})
+        _, seen = recv_until(ws, "stopped")
+        warnings = [m for m in seen if m["type"] == "warning"]
+        assert len(warnings) == 1 and warnings[0]["code"] == "handle_in_fixed_region"
+        assert "handle 2 " in warnings[0]["message"]

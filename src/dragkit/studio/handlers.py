@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from dragkit.studio.sessions import StudioSession
 
 #: The drag options a ``set_config`` message may change on the engine as they are (W vs W+ needs a new engine).
-ENGINE_FIELDS = ("lr", "tracker", "max_steps")
+ENGINE_FIELDS = ("lr", "tracker", "max_steps", "mask_lambda")
 
 
 class HandlerContext(Protocol):
@@ -157,8 +157,22 @@ def start(ctx: HandlerContext, s: StudioSession, msg: P.Start) -> dict[str, Any]
         return s.snapshot()
     if not eng.handles:
         raise P.ProtocolError("no_points", "add at least one handle and target before starting")
+    held = held_handles(eng)
+    if held:
+        names = ", ".join(str(i + 1) for i in held)
+        message = f"handle {names} lies in the fixed region and will hardly move: paint it movable"
+        s.emit({"type": "warning", "code": "handle_in_fixed_region", "message": message})
     ctx.begin_drag(s)
     return s.snapshot()
+
+
+def held_handles(eng: DragSession) -> list[int]:
+    """Indices of the handles that lie in the fixed region of the mask (the λ term holds them in place)."""
+    mask = eng.mask
+    if mask is None or bool(mask.all()) or not bool(mask.any()) or eng.settings.mask_lambda == 0:
+        return []
+    H, W = mask.shape
+    return [i for i, (x, y) in enumerate(eng.handles) if not mask[min(H - 1, round(y)), min(W - 1, round(x))]]
 
 
 def stop(ctx: HandlerContext, s: StudioSession, msg: P.Stop) -> dict[str, Any]:

@@ -27,6 +27,7 @@ MAX_POINTS = 64
 MAX_STROKE_POINTS = 4096
 PSI_RANGE = (-1.0, 2.0)
 LR_RANGE = (1e-6, 1.0)
+MAX_MASK_LAMBDA = 1000.0
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Point = tuple[Finite, Finite]  # (x, y) in image pixels
@@ -58,7 +59,8 @@ class NewImage(_Message):
 
 
 class SetConfig(_Message):
-    """Change drag options: learning rate, point tracker, step budget per Start, W vs W+.
+    """Change drag options: learning rate, point tracker, step budget per Start, the fixed region's hold strength λ
+    (``mask_lambda``), W vs W+.
 
     ``tracker`` is a name of :data:`dragkit.engine.trackers.TRACKERS` (the ``hello`` message lists them); an
     unknown name is refused when the message is applied, with the list of known ones.
@@ -68,6 +70,7 @@ class SetConfig(_Message):
     lr: Annotated[Finite, Field(ge=LR_RANGE[0], le=LR_RANGE[1])] | None = None
     tracker: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     max_steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] | None = None
+    mask_lambda: Annotated[Finite, Field(ge=0, le=MAX_MASK_LAMBDA)] | None = None
     w_plus: bool | None = None
 
 

@@ -229,6 +229,7 @@ class StudioSession:
             "lr": opts.lr,  # None without an engine: the model's default
             "tracker": opts.tracker,
             "max_steps": opts.max_steps,
+            "mask_lambda": opts.mask_lambda,
             "running": self.running,
             "run_steps": self.run_steps,
             "last_run_steps": self.last_run_steps,

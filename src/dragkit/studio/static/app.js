@@ -27,6 +27,7 @@ const ui = {
   pointsList: $("points-list"),
   clearPoints: $("clear-points"),
   radius: $("radius"),
+  maskLambda: $("mask-lambda"),
   radiusValue: $("radius-value"),
   showMask: $("show-mask"),
   clearMask: $("clear-mask"),
@@ -69,6 +70,7 @@ const app = {
     distanceLog: [],
     frameArrivals: [], // performance.now() of each frame message
     errors: [],
+    warnings: [],
     stops: [],
   },
 };
@@ -133,6 +135,12 @@ function onMessage(msg) {
       showBusy(null);
       app.stats.errors.push(msg);
       notify(msg.message, "error");
+      // a refused choice (a model that failed to load, say) must not stay selected: show what is in use
+      if (app.server && app.server.model && ui.model.value !== app.server.model) ui.model.value = app.server.model;
+      break;
+    case "warning":
+      app.stats.warnings.push(msg);
+      notify(msg.message, "warning");
       break;
     default:
       break;
@@ -166,11 +174,12 @@ function applyState(s) {
   if (document.activeElement !== ui.lr && s.lr !== null) ui.lr.value = String(s.lr);
   if (s.tracker) ui.tracker.value = s.tracker;
   if (document.activeElement !== ui.maxSteps) ui.maxSteps.value = String(s.max_steps);
+  if (document.activeElement !== ui.maskLambda) ui.maskLambda.value = String(s.mask_lambda);
   for (const r of document.querySelectorAll('input[name="latent"]')) r.checked = r.value === (s.w_plus ? "w+" : "w");
   ui.step.textContent = String(s.step);
   ui.runSteps.textContent = String(s.run_steps);
   if (s.running) setRunState("running", "dragging…");
-  else if (ui.runState.dataset.state === "running") setRunState("idle", "idle");
+  else if (ui.runState.dataset.state === "running" || (s.step === 0 && s.type === "state")) setRunState("idle", "idle");
   renderControls();
   renderPoints();
   renderDistance();
@@ -456,6 +465,11 @@ ui.maxSteps.addEventListener("change", () => {
   const n = Number(ui.maxSteps.value);
   if (!Number.isInteger(n) || n < 1 || n > 10000) return notify("max steps must be an integer in [1, 10000]", "error");
   send({ type: "set_config", max_steps: n });
+});
+ui.maskLambda.addEventListener("change", () => {
+  const v = Number(ui.maskLambda.value);
+  if (!(v >= 0 && v <= 1000)) return notify("hold strength λ must be in [0, 1000]", "error");
+  send({ type: "set_config", mask_lambda: v });
 });
 ui.start.addEventListener("click", start);
 ui.stop.addEventListener("click", stop);
