@@ -127,7 +127,7 @@ def test_resume_continues_a_saved_edit_exactly(tiny_checkpoint: Path, tmp_path: 
     latents = [torch.load(tmp_path / d / "latent.pt", weights_only=True) for d in ("whole", "second")]
     assert torch.equal(*latents)
     result = json.loads((tmp_path / "second" / "result.json").read_text())
-    assert (result["steps"], result["steps_this_run"], result["seed"]) == (5, 2, None)
+    assert (result["steps"], result["steps_this_run"], result["seed"]) == (5, 2, 0)  # the seed comes from the session
     assert result["resumed_from"].endswith("session.pt")
 
 

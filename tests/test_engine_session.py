@@ -469,3 +469,12 @@ def test_history_holds_no_feature_maps_and_stays_within_its_byte_budget(
     assert 3 <= undone < 30
     with pytest.raises(InvalidInputError, match="history_bytes"):
         DragSession.from_seed(tiny_g, 0, history_bytes=-1)
+
+
+def test_meta_records_the_source_image_and_comes_back_from_a_file(tiny_g: StyleGAN2Generator, tmp_path: Path) -> None:
+    sess = DragSession.from_seed(tiny_g, 7, psi=0.5, meta={"note": "nose"})
+    assert sess.meta == {"seed": 7, "psi": 0.5, "note": "nose"}
+    assert DragSession.load(sess.save(tmp_path / "s.pt"), tiny_g).meta == sess.meta
+    for bad in ({"x": [1, 2]}, {1: "a"}, "seed=7", {f"k{i}": i for i in range(40)}):
+        with pytest.raises(InvalidInputError, match="meta"):
+            DragSession(tiny_g, sess.w0, meta=bad)  # type: ignore[arg-type]

@@ -400,6 +400,7 @@ def test_save_png_latent_and_session_roundtrip(client: TestClient, tiny_g: Style
             for s in (loaded, pushed):
                 assert s["step"] == 3 and s["handles"] == stopped["handles"] and s["has_mask"]
                 assert s["model"] == "tiny" and s["can_undo"]
+                assert s["seed"] == 1  # the seed the session was made from (tab a's), not tab b's 5
                 # The file's drag options come along; the steps per Start stay the tab's.
                 assert (s["tracker"], s["lr"], s["max_steps"]) == ("freedrag", 0.03, 9)
             png_b = client.get(f"/api/sessions/{sid_b}/image.png").content

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         z = z_from_seed(args.seed, G.z_dim).to(device)
         with torch.no_grad():
             ws = G.mapping(z, c, psi=args.trunc)
-        sess = DragSession(G, ws, config=config, model_id=str(network))
+        sess = DragSession(G, ws, config=config, model_id=str(network), meta={"seed": args.seed, "psi": args.trunc})
     if handles:
         sess.set_points(handles, targets)
     if args.mask is not None:
@@ -188,8 +188,8 @@ def run(args: argparse.Namespace) -> int:
         "done": final.done,
         "config": sess.settings.to_dict(),
         "network": str(network),
-        "seed": None if args.resume else args.seed,
-        "trunc": None if args.resume else args.trunc,
+        "seed": sess.meta.get("seed"),
+        "trunc": sess.meta.get("psi"),
         "resumed_from": None if args.resume is None else str(args.resume),
         "steps_this_run": sess.step_count - first_step,
     }

@@ -12,7 +12,21 @@ import torch
 
 from dragkit.errors import InvalidInputError
 
-__all__ = ["check_mask", "check_points", "check_psi", "check_seed", "check_ws0"]
+__all__ = ["check_mask", "check_meta", "check_points", "check_psi", "check_seed", "check_ws0"]
+
+
+def check_meta(meta: Any) -> dict[str, Any]:
+    """Session metadata: None or a dict of at most 32 short string keys to str, int, float, bool or None."""
+    if meta is None:
+        return {}
+    ok = isinstance(meta, dict) and len(meta) <= 32
+    ok = ok and all(isinstance(k, str) and len(k) <= 64 for k in meta)
+    ok = ok and all(
+        v is None or isinstance(v, bool | int | float) or (isinstance(v, str) and len(v) <= 4096) for v in meta.values()
+    )
+    if not ok:
+        raise InvalidInputError("meta: expected a dict of ≤ 32 short names to strings, numbers, booleans or None")
+    return dict(meta)
 
 
 def check_seed(seed: Any) -> int:

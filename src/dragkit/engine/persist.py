@@ -116,6 +116,7 @@ def save_session(session: DragSession, path: str | os.PathLike[str]) -> Path:
         "format": SESSION_FORMAT,
         "version": SESSION_VERSION,
         "model_id": session.model_id,
+        "meta": session.meta,
         "generator": {"num_ws": G.num_ws, "w_dim": G.w_dim, "img_shape": list(session.image_shape)},
         "config": session.config.to_dict(),
         "settings": session.settings.to_dict(),
@@ -207,7 +208,8 @@ def _restore(
     limits = {"history_limit": d["history_limit"]}
     if "history_bytes" in d:
         limits["history_bytes"] = d["history_bytes"]
-    session = cls(generator, d["w0"], config=config, model_id=str(d["model_id"]), **limits)
+    meta = d.get("meta")  # absent from version 1
+    session = cls(generator, d["w0"], config=config, model_id=str(d["model_id"]), meta=meta, **limits)
     # settings added after a file was written are absent from it; they resolve to the old behaviour
     ignore = {"tracker", "tracker_params"} if version == 1 else set()
     resolved = session.settings.to_dict()

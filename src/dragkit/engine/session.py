@@ -38,7 +38,7 @@ import torch
 from dragkit.engine import persist
 from dragkit.engine.config import DragConfig, ResolvedConfig, stop_distance
 from dragkit.engine.history import History, Point, Segment, State, TrajectoryNode
-from dragkit.engine.inputs import check_mask, check_points, check_psi, check_seed, check_ws0
+from dragkit.engine.inputs import check_mask, check_meta, check_points, check_psi, check_seed, check_ws0
 from dragkit.engine.latent import LatentRows, adam_step
 from dragkit.engine.losses import FixedRegionTerm, latent_loss
 from dragkit.engine.result import StepFailedError, StepResult
@@ -65,7 +65,8 @@ class DragSession:
     """One DragGAN edit of one latent (docs/architecture.md §3).
 
     generator: any :class:`~dragkit.nn.protocol.Generator`; ws0: starting latent [1, num_ws, w_dim] (W+);
-    config: :class:`DragConfig` (defaults: the paper's); model_id: recorded in saved sessions;
+    config: :class:`DragConfig` (defaults: the paper's); model_id: recorded in saved sessions; meta: a few
+    JSON values saved with the session (``from_seed`` records ``seed`` and ``psi``);
     history_limit: how many undo steps are kept at most; history_bytes: how many bytes of tensors the whole history
     may hold (default 256 MiB; each step holds the optimised rows and Adam moments, a few tens of KB, and each
     tracker segment its state); the oldest undo steps go first.
@@ -78,6 +79,7 @@ class DragSession:
         config: DragConfig | None = None,
         model_id: str = "unknown",
         *,
+        meta: dict[str, Any] | None = None,
         history_limit: int = 1000,
         history_bytes: int = HISTORY_BYTES,
     ) -> None:
@@ -86,6 +88,7 @@ class DragSession:
             raise InvalidInputError(f"config: expected a DragConfig, got {type(config).__name__}")
         self.generator = generator
         self.model_id = str(model_id)
+        self.meta = check_meta(meta)
         self.config = config
         self.image_shape: tuple[int, int] = (int(generator.img_shape[0]), int(generator.img_shape[1]))
         self.settings: ResolvedConfig = config.resolve_for(generator)
@@ -116,7 +119,8 @@ class DragSession:
         z = z_from_seed(check_seed(seed), generator.z_dim).to(generator.w_avg.device)
         with torch.no_grad():
             ws = generator.mapping(z, psi=check_psi(psi))
-        return cls(generator, ws, config=config, model_id=model_id, **kwargs)
+        meta = {"seed": seed, "psi": float(psi), **(kwargs.pop("meta", None) or {})}
+        return cls(generator, ws, config=config, model_id=model_id, meta=meta, **kwargs)
 
     def _initial_state(self) -> State:
         return State(self._rows.initial(), None, (), (), (), None, None, None, None)

@@ -520,7 +520,13 @@ class SessionManager:
         s.engine = engine
         s.frames.clear()
         s.run_steps = s.last_run_steps = 0
-        s.source = ImageSource(model_id, s.source.seed, s.source.psi)
+        meta = engine.meta  # the image the session was made from, when it says (sessions made from a seed do)
+        seed, psi = meta.get("seed"), meta.get("psi")
+        s.source = ImageSource(
+            model_id,
+            seed if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= P.MAX_SEED else s.source.seed,
+            float(psi) if isinstance(psi, int | float) and not isinstance(psi, bool) else s.source.psi,
+        )
         s.config = s.config.replace(lr=settings.lr, tracker=settings.tracker, w_mode=settings.w_mode)
         reply = s.snapshot(image=True, mask=True)
         s.emit(reply)
