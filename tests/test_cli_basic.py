@@ -165,3 +165,34 @@ def test_system_errors_and_absurd_configs_are_one_line(
     assert main(["inspect", str(deep)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ("nested too deeply" in err or "not valid JSON" in err), err
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        {"z_dim": 50_000_000},
+        {"z_dim": 2**40},
+        {"channel_max": 2**20, "channel_base": 2**30},
+        {"resample_filter": [1] * 100_000},
+        {"mapping_layers": 100_000},
+        {"img_resolution": 2**30},
+    ],
+)
+def test_declared_sizes_are_checked_against_the_stored_tensors_before_anything_is_built(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], declared: dict[str, object]
+) -> None:
+    """A config that declares sizes its weights do not have is one line at once — no allocation, no traceback."""
+    from dragkit.io import save_native
+
+    folder = save_native(make_tiny_generator(), tmp_path / "net", {"licence": "test"})
+    meta = json.loads((folder / "config.json").read_text())
+    meta["config"].update(declared)
+    (folder / "config.json").write_text(json.dumps(meta))
+    for argv in (
+        ["inspect", str(folder)],
+        ["generate", "--network", str(folder), "--seeds", "0", "--outdir", str(tmp_path / "o")],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert "the config declares" in err or "img_resolution" in err, err

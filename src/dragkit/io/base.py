@@ -66,8 +66,27 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
             raise CheckpointError(f"{source}: {k} has dtype {v.dtype}, expected a floating-point tensor")
 
 
+def check_declared_sizes(config: Any, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Before anything is built: the sizes a config declares (its ``key_shapes()``, for families that provide it)
+    must be those of the stored tensors, else :class:`CheckpointError` naming the first tensor that differs."""
+    key_shapes = getattr(config, "key_shapes", None)
+    if key_shapes is None:
+        return
+    for key, shape in key_shapes().items():
+        stored = state.get(key)
+        if stored is None:
+            raise CheckpointError(f"{source}: the config declares {key} {list(shape)}, which the file does not hold")
+        if tuple(stored.shape) != tuple(shape):
+            raise CheckpointError(
+                f"{source}: the config declares {key} {list(shape)}, the file stores {list(stored.shape)}"
+            )
+
+
 def instantiate(parsed: ParsedCheckpoint, device: str | torch.device = "cpu") -> nn.Module:
-    """Build the family's generator, load ``parsed.state_dict`` with ``strict=True``, eval mode, no grads."""
+    """Build the family's generator, load ``parsed.state_dict`` with ``strict=True``, eval mode, no grads.
+
+    The config's declared sizes are checked against the stored tensors first (:func:`check_declared_sizes`)."""
+    check_declared_sizes(parsed.config, parsed.state_dict, parsed.path)
     G = build_generator(parsed.family, parsed.config)
     check_state_dict(G, parsed.state_dict, parsed.path)
     G.load_state_dict(parsed.state_dict, strict=True)

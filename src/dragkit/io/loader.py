@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from dragkit.errors import CheckpointError, ModelNotFoundError
-from dragkit.io.base import ParsedCheckpoint, instantiate
+from dragkit.io.base import ParsedCheckpoint, check_declared_sizes, instantiate
 from dragkit.io.families import build_generator
 from dragkit.nn.protocol import Generator
 
@@ -205,6 +205,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     loading weights into a network. Raises the same errors as :func:`load_generator`."""
     path = _resolve(path)
     parsed = parse_checkpoint(path)
+    check_declared_sizes(parsed.config, parsed.state_dict, parsed.path)
     G = _skeleton(parsed)
     param_names = {name for name, _ in G.named_parameters()}
     n_params = sum(t.numel() for k, t in parsed.state_dict.items() if k in param_names)

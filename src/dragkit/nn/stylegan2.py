@@ -86,6 +86,25 @@ class StyleGAN2Config:
         """Feature channels of the block at resolution ``res``."""
         return min(self.channel_base // res, self.channel_max)
 
+    def key_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of the weights that pin this config's sizes — every mapping layer, ``w_avg``, each block's
+        ``conv1`` and its resampling filter — computed without building anything, so that a checkpoint whose
+        config declares sizes its stored tensors do not have is refused before any memory is spent on it."""
+        embed = (self.mapping_embed_features or self.w_dim) if self.c_dim > 0 else 0
+        hidden = self.mapping_layer_features or self.w_dim
+        feats = [self.z_dim + embed] + [hidden] * (self.mapping_layers - 1) + [self.w_dim]
+        out: dict[str, tuple[int, ...]] = {
+            f"mapping.fc{i}.weight": (feats[i + 1], feats[i]) for i in range(self.mapping_layers)
+        }
+        out["mapping.w_avg"] = (self.w_dim,)
+        taps = len(self.resample_filter)
+        for res in self.block_resolutions:
+            c = self.channels(res)
+            out[f"synthesis.b{res}.conv1.weight"] = (c, c, 3, 3)
+            out[f"synthesis.b{res}.conv1.affine.weight"] = (c, self.w_dim)
+            out[f"synthesis.b{res}.resample_filter"] = (taps, taps)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
         return config_to_dict(self)
