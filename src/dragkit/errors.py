@@ -8,7 +8,14 @@ from __future__ import annotations
 
 
 class DragkitError(Exception):
-    """Base class for errors caused by user input (files, arguments, points)."""
+    """Base class for errors caused by user input (files, arguments, points).
+
+    Its text is always one line (the message's whitespace runs, newlines included, become single spaces), whatever
+    value it quotes: the CLI and the studio show it as it is.
+    """
+
+    def __str__(self) -> str:
+        return " ".join(super().__str__().split())
 
 
 class CheckpointError(DragkitError):

@@ -164,7 +164,7 @@ def _read(path: Path, device: torch.device | str, *, mmap: bool = False) -> dict
         d = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except Exception as exc:
         raise InvalidInputError(f"{path}: not a readable dragkit session file ({describe_load_error(exc)})") from None
-    if not isinstance(d, dict) or d.get("format") != SESSION_FORMAT:
+    if not isinstance(d, dict) or not isinstance(d.get("format"), str) or d["format"] != SESSION_FORMAT:
         raise InvalidInputError(f"{path}: not a dragkit session file")
     return d
 
@@ -184,12 +184,29 @@ def load_session(cls: type[DragSession], path: str | os.PathLike[str], generator
     device = generator.w_avg.device
     d = _read(path, device)
     version = d.get("version")
-    if version not in READABLE_VERSIONS:
+    if isinstance(version, bool) or not isinstance(version, int) or version not in READABLE_VERSIONS:
         raise InvalidInputError(f"{path}: session version {version!r}, expected one of {list(READABLE_VERSIONS)}")
     try:
         return _restore(cls, d, version, path, generator, device)
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        raise InvalidInputError(f"{path}: malformed dragkit session file ({type(exc).__name__}: {exc})") from None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError) as exc:
+        reason = describe_load_error(exc)
+        raise InvalidInputError(f"{path}: malformed dragkit session file ({type(exc).__name__}: {reason})") from None
+
+
+def _plain_data(value: Any, where: str, depth: int = 0) -> None:
+    """Raise ValueError unless ``value`` is JSON-like data (dicts, lists, strings, numbers, booleans, None)."""
+    if depth > 32:
+        raise ValueError(f"{where}: nested too deeply")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where}: a key of type {type(k).__name__}")
+            _plain_data(v, where, depth + 1)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _plain_data(v, where, depth + 1)
+    elif not (value is None or isinstance(value, str | int | float | bool)):
+        raise ValueError(f"{where}: holds a {type(value).__name__} where plain data belongs")
 
 
 def _restore(
@@ -200,6 +217,8 @@ def _restore(
     generator: Generator,
     device: torch.device,
 ) -> DragSession:
+    for key in ("generator", "config", "settings", "meta", "trajectory_nodes"):
+        _plain_data(d.get(key), key)
     saved = d["generator"]
     actual = {"num_ws": generator.num_ws, "w_dim": generator.w_dim, "img_shape": list(generator.img_shape)}
     if saved != actual:
@@ -221,8 +240,9 @@ def _restore(
         )
     segments: list[Segment] = []
     trackings: list[tuple[str, Any]] = []
+    rows = session._history.current.ws_opt
+    channels = generator.feature_levels()[session.settings.feature_block].channels
     if version >= 2:
-        rows = session._history.current.ws_opt
         for seg in d["segments"]:
             tracker = get_tracker(seg["tracker"])
             start = seg["start"]
@@ -249,12 +269,25 @@ def _restore(
             tracking = pick(trackings, s["tracking"])
             if tracking is None or tracking[0] != segment.tracker:
                 raise ValueError(f"the {segment.tracker!r} segment has no state of its tracker")
+            get_tracker(segment.tracker)(segment.params).check_state(tracking[1], len(s["handles"]), channels)
         mask = pick(d["masks"], s["mask"])
         if mask is not None:
             mask = check_mask(mask, session.image_shape, device)
+        ws_opt, adam = s["ws_opt"], s["adam"]
+        if not isinstance(ws_opt, torch.Tensor) or ws_opt.shape != rows.shape or not torch.isfinite(ws_opt).all():
+            raise ValueError(f"optimised rows that are not a finite tensor of shape {list(rows.shape)}")
+        if adam is not None:
+            if not isinstance(adam, dict) or set(adam) != {"step", "exp_avg", "exp_avg_sq"}:
+                raise ValueError("Adam state without exactly step, exp_avg and exp_avg_sq")
+            if any(
+                not isinstance(adam[k], torch.Tensor) or adam[k].shape != rows.shape for k in ("exp_avg", "exp_avg_sq")
+            ):
+                raise ValueError(f"Adam moments that are not tensors of shape {list(rows.shape)}")
+            if not isinstance(adam["step"], torch.Tensor) or adam["step"].numel() != 1:
+                raise ValueError("an Adam step count that is not a one-element tensor")
         return State(
-            ws_opt=s["ws_opt"],
-            adam=None if s["adam"] is None else {k: v.cpu() if k == "step" else v for k, v in s["adam"].items()},
+            ws_opt=ws_opt,
+            adam=None if adam is None else {k: v.cpu() if k == "step" else v for k, v in adam.items()},
             handles=check_points("handles", _points(s["handles"]), session.image_shape),
             targets=check_points("targets", _points(s["targets"]), session.image_shape),
             origins=check_points("origins", _points(s["origins"]), session.image_shape),
@@ -267,9 +300,6 @@ def _restore(
     states = [to_state(s) for s in d["states"]]
     if not states:
         raise ValueError("no states")
-    expected_rows = session._history.current.ws_opt.shape
-    if any(st.ws_opt.shape != expected_rows for st in states):
-        raise InvalidInputError(f"{path}: optimised rows do not have shape {list(expected_rows)}")
     session._history.restore(states, int(d["current"]))
     logger.debug("loaded session from %s (step %d)", path, session.step_count)
     return session

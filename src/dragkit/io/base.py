@@ -72,7 +72,7 @@ def check_declared_sizes(config: Any, state: dict[str, torch.Tensor], source: st
     key_shapes = getattr(config, "key_shapes", None)
     if key_shapes is None:
         return
-    for key, shape in key_shapes().items():
+    for key, shape in key_shapes():
         stored = state.get(key)
         if stored is None:
             raise CheckpointError(f"{source}: the config declares {key} {list(shape)}, which the file does not hold")

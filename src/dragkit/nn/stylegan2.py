@@ -12,7 +12,7 @@ stop after any block and return that block's features, and ``resume`` finishes t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,24 +86,28 @@ class StyleGAN2Config:
         """Feature channels of the block at resolution ``res``."""
         return min(self.channel_base // res, self.channel_max)
 
-    def key_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Shapes of the weights that pin this config's sizes — every mapping layer, ``w_avg``, each block's
-        ``conv1`` and its resampling filter — computed without building anything, so that a checkpoint whose
-        config declares sizes its stored tensors do not have is refused before any memory is spent on it."""
+    def key_shapes(self) -> Iterator[tuple[str, tuple[int, ...]]]:
+        """(name, shape) of the weights that pin this config's sizes — every mapping layer, ``w_avg``, the label
+        embedding, the constant input, each block's ``conv1`` and filter, the last ``torgb`` — computed without
+        building anything and one at a time, so that a checkpoint whose config declares sizes its stored tensors do
+        not have is refused at the first difference, before any memory is spent on it."""
         embed = (self.mapping_embed_features or self.w_dim) if self.c_dim > 0 else 0
         hidden = self.mapping_layer_features or self.w_dim
-        feats = [self.z_dim + embed] + [hidden] * (self.mapping_layers - 1) + [self.w_dim]
-        out: dict[str, tuple[int, ...]] = {
-            f"mapping.fc{i}.weight": (feats[i + 1], feats[i]) for i in range(self.mapping_layers)
-        }
-        out["mapping.w_avg"] = (self.w_dim,)
+        if self.c_dim > 0:
+            yield "mapping.embed.weight", (embed, self.c_dim)
+        for i in range(self.mapping_layers):
+            fan_in = self.z_dim + embed if i == 0 else hidden
+            yield f"mapping.fc{i}.weight", (self.w_dim if i == self.mapping_layers - 1 else hidden, fan_in)
+        yield "mapping.w_avg", (self.w_dim,)
+        yield "synthesis.b4.const", (self.channels(4), 4, 4)
         taps = len(self.resample_filter)
         for res in self.block_resolutions:
             c = self.channels(res)
-            out[f"synthesis.b{res}.conv1.weight"] = (c, c, 3, 3)
-            out[f"synthesis.b{res}.conv1.affine.weight"] = (c, self.w_dim)
-            out[f"synthesis.b{res}.resample_filter"] = (taps, taps)
-        return out
+            yield f"synthesis.b{res}.conv1.weight", (c, c, 3, 3)
+            yield f"synthesis.b{res}.conv1.affine.weight", (c, self.w_dim)
+            yield f"synthesis.b{res}.resample_filter", (taps, taps)
+        last = self.img_resolution
+        yield f"synthesis.b{last}.torgb.weight", (self.img_channels, self.channels(last), 1, 1)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""

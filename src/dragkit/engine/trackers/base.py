@@ -17,6 +17,8 @@ files store them field by field (:func:`state_to_dict`).
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from abc import ABC, abstractmethod
 from functools import cached_property
 from typing import Any, ClassVar, Generic, TypeVar
@@ -97,6 +99,8 @@ class Tracker(ABC, Generic[ParamsT, StateT]):
     needs_frame: ClassVar[bool] = False  # ctx.image is rendered for it every step
     Params: ClassVar[type[Any]]  # frozen dataclass of the tracker's settings; validates in __post_init__
     State: ClassVar[type[Any]]  # frozen dataclass of what it carries from step to step
+    #: shapes of the State's tensors: "N" = number of handles, "C" = feature channels, "*" = any, ints as they are
+    state_shapes: ClassVar[tuple[tuple[str, tuple[int | str, ...]], ...]] = ()
 
     def __init__(self, params: ParamsT | None = None) -> None:
         if params is None:
@@ -130,6 +134,31 @@ class Tracker(ABC, Generic[ParamsT, StateT]):
     def arrived(self, state: StateT, distances: list[float], stop_distance: float) -> bool:
         """Whether the drag is done: by default every handle within ``stop_distance`` of its target."""
         return all(d <= stop_distance for d in distances)
+
+    def check_state(self, state: Any, num_points: int, channels: int) -> None:
+        """Raise ValueError unless ``state`` (read from a file) has this tracker's field types, finite values and
+        :attr:`state_shapes` for ``num_points`` handles and ``channels`` feature channels."""
+        if not isinstance(state, self.State):
+            raise ValueError(f"a {type(state).__name__} is not a {self.State.__name__}")
+        hints = typing.get_type_hints(self.State)
+        for f in dataclasses.fields(state):
+            value, hint = getattr(state, f.name), hints[f.name]
+            ok = {
+                torch.Tensor: lambda v: (
+                    isinstance(v, torch.Tensor) and (not v.is_floating_point() or bool(torch.isfinite(v).all()))
+                ),
+                bool: lambda v: isinstance(v, bool),
+                int: lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                float: lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+            }.get(hint, lambda v: True)(value)
+            if not ok:
+                raise ValueError(f"tracker {self.name!r} state {f.name}: not a valid {getattr(hint, '__name__', hint)}")
+        sizes = {"N": num_points, "C": channels}
+        for name, dims in self.state_shapes:
+            shape = tuple(getattr(state, name).shape)
+            want = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in dims)
+            if len(shape) != len(want) or any(w != "*" and s != w for s, w in zip(shape, want, strict=True)):
+                raise ValueError(f"tracker {self.name!r} state {name}: shape {list(shape)}, expected {list(dims)}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"

@@ -201,6 +201,12 @@ class FreeDrag(Tracker[FreeDragParams, FreeDragState]):
     description = "FreeDrag's template-driven sub-motions along the line to the target, with adaptive templates"
     Params = FreeDragParams
     State = FreeDragState
+    state_shapes = (
+        ("virtual", ("N", 2)),
+        ("templates", ("N", "*", "C")),
+        ("loss_start", ("N",)),
+        ("arrived", ("N",)),
+    )
 
     def start(self, ctx: TrackContext) -> FreeDragState:
         """Templates from F0 at the handles, the expected loss calibrated on F0 (:func:`calibrate`)."""

@@ -178,6 +178,7 @@ class Hybrid(Tracker[PatchParams, HybridState]):
     needs_frame = True
     Params = PatchParams  # the feature half's patch size (3: 7 × 7 cells, the measured best on faces)
     State = HybridState
+    state_shapes = (("templates", ("N", "*", "C")), ("frame0", (1, 1, "*", "*")), ("anchors", ("N", 2)))
 
     def start(self, ctx: TrackContext) -> HybridState:
         if ctx.image is None:

@@ -131,6 +131,7 @@ class NearestNeighbour(Tracker[NNParams, NNState]):
     description = "DragGAN's tracking: the nearest feature to each handle's template in a window around it"
     Params = NNParams
     State = NNState
+    state_shapes = (("templates", ("N", "C")),)
 
     def start(self, ctx: TrackContext) -> NNState:
         if ctx.impl == "reference":

@@ -135,6 +135,7 @@ class PatchMatch(Tracker[PatchParams, PatchState]):
     experimental = True
     Params = PatchParams
     State = PatchState
+    state_shapes = (("templates", ("N", "*", "C")),)
 
     def start(self, ctx: TrackContext) -> PatchState:
         return PatchState(patch_templates(ctx.features.detach(), ctx.handles, self.params.patch, ctx.image_shape))
