@@ -54,16 +54,16 @@ from dragkit.errors import DragkitError  # noqa: E402
 TARGETS = ("nvidia", "rosinality", "native", "session", "message")
 
 
-class Hang(Exception):
+class HangError(Exception):
     """An input ran over the time limit."""
 
 
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`Hang` in this (main) thread after ``seconds``."""
+    """Raise :class:`HangError` in this (main) thread after ``seconds``."""
 
     def expire(signum: int, frame: Any) -> None:
-        raise Hang(f"over {seconds} s")
+        raise HangError(f"over {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -436,7 +436,7 @@ def fuzz(name: str, inputs: int, seed: int = 0, limit_s: float = 10.0, examples:
                         _example(report, examples, f"a multi-line error: {str(exc)[:500]!r}")
                     else:
                         report.refused += 1
-                except Hang:
+                except HangError:
                     report.hangs += 1
                     _example(report, examples, f"hang on {_describe(value)}")
                 except Exception:

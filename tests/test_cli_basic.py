@@ -195,4 +195,4 @@ def test_declared_sizes_are_checked_against_the_stored_tensors_before_anything_i
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err, err
-        assert "the config declares" in err or "img_resolution" in err, err
+        assert "the config declares" in err or "invalid StyleGAN2 config" in err, err

@@ -49,8 +49,9 @@ def config_from_dict(cls: type[C], d: dict[str, Any], family: str) -> C:
     hints = typing.get_type_hints(cls)
     for key, value in d.items():
         if not _fits(value, hints[key]):
-            shown = repr(value)[:80]
-            raise CheckpointError(f"invalid {family} config: {key} = {shown} is not a {hints[key]}")
+            shown = repr(value)[:80] + ("…" if len(repr(value)) > 80 else "")
+            wanted = "a list of 1 to 64 integers" if typing.get_origin(hints[key]) is tuple else f"a {hints[key]}"
+            raise CheckpointError(f"invalid {family} config: {key} = {shown} is not {wanted}")
     values = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in d.items()}
     try:
         return cls(**values)
