@@ -43,6 +43,7 @@ class GlobalSearch(Tracker[GlobalParams, GlobalState]):
     description = "nearest neighbour over the whole image"
     Params = GlobalParams
     State = GlobalState
+    state_shapes = (("templates", ("N", "C")),)
 
     def start(self, ctx: TrackContext) -> GlobalState:
         return GlobalState(sample_at_pixels(ctx.features.detach(), ctx.handles.round(), ctx.image_shape))
@@ -163,3 +164,19 @@ def test_bad_params_raise_a_clear_error(name: str) -> None:
             with pytest.raises(InvalidInputError, match=f.name):
                 tracker.Params(**{f.name: bad})
     assert tracker.Params() == tracker().params  # defaults are valid
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_its_state_passes_its_own_check_and_a_damaged_one_does_not(tiny_g: StyleGAN2Generator, name: str) -> None:
+    sess = DragSession.from_seed(tiny_g, 0, config=CFG.replace(tracker=name))
+    sess.set_points(HANDLES, TARGETS)
+    sess.run(max_steps=3)
+    state = sess._history.current.tracking
+    channels = tiny_g.feature_levels()[sess.settings.feature_block].channels
+    sess.tracker.check_state(state, 2, channels)
+    with pytest.raises(ValueError):
+        sess.tracker.check_state(state, 3, channels)  # made for two points, not three
+    tensors = [f.name for f in dataclasses.fields(state) if isinstance(getattr(state, f.name), torch.Tensor)]
+    damaged = dataclasses.replace(state, **{tensors[0]: torch.full((1,), math.nan)})
+    with pytest.raises(ValueError):
+        sess.tracker.check_state(damaged, 2, channels)

@@ -142,17 +142,8 @@ class Tracker(ABC, Generic[ParamsT, StateT]):
             raise ValueError(f"a {type(state).__name__} is not a {self.State.__name__}")
         hints = typing.get_type_hints(self.State)
         for f in dataclasses.fields(state):
-            value, hint = getattr(state, f.name), hints[f.name]
-            ok = {
-                torch.Tensor: lambda v: (
-                    isinstance(v, torch.Tensor) and (not v.is_floating_point() or bool(torch.isfinite(v).all()))
-                ),
-                bool: lambda v: isinstance(v, bool),
-                int: lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                float: lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
-            }.get(hint, lambda v: True)(value)
-            if not ok:
-                raise ValueError(f"tracker {self.name!r} state {f.name}: not a valid {getattr(hint, '__name__', hint)}")
+            if not _valid(getattr(state, f.name), hints[f.name]):
+                raise ValueError(f"tracker {self.name!r} state {f.name}: not a valid {hints[f.name]}")
         sizes = {"N": num_points, "C": channels}
         for name, dims in self.state_shapes:
             shape = tuple(getattr(state, name).shape)
@@ -162,6 +153,19 @@ class Tracker(ABC, Generic[ParamsT, StateT]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"
+
+
+def _valid(value: Any, hint: Any) -> bool:
+    """Whether a state field read from a file fits its annotation: finite tensors, ints ≥ 0, finite floats, bools."""
+    if hint is torch.Tensor:
+        return isinstance(value, torch.Tensor) and (not value.is_floating_point() or bool(torch.isfinite(value).all()))
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return True
 
 
 def params_from_dict(tracker: type[Tracker[Any, Any]], d: Any) -> Any:
