@@ -74,7 +74,7 @@ def measure(
     }
     sessions = {}
     for name, (impl, _, tracker) in variants.items():
-        config = DragConfig(impl=impl, stop_rule=0.5, tracker=tracker)
+        config = DragConfig(impl=impl, stop_rule=0.5, **({} if tracker is None else {"tracker": tracker}))
         sess = DragSession.from_seed(G, seed, psi=0.7, config=config)
         sess.set_points([(round(x), round(y)) for x, y in handles], [(round(x), round(y)) for x, y in targets])
         sessions[name] = sess
