@@ -69,7 +69,7 @@ def adam_step(
         optimizer.state[param] = {k: v.clone() for k, v in adam.items()}
     try:
         optimizer.step()
-    except RuntimeError as exc:  # e.g. an lr so large that the step size overflows float32
+    except (RuntimeError, ArithmeticError) as exc:  # an lr so large that the step overflows; a broken step count
         raise StepFailedError(f"the Adam update failed ({exc}); lower the lr") from exc
     new_adam = {k: v.detach() for k, v in optimizer.state[param].items()}
     param.grad = None

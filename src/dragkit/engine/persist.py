@@ -283,8 +283,9 @@ def _restore(
                 not isinstance(adam[k], torch.Tensor) or adam[k].shape != rows.shape for k in ("exp_avg", "exp_avg_sq")
             ):
                 raise ValueError(f"Adam moments that are not tensors of shape {list(rows.shape)}")
-            if not isinstance(adam["step"], torch.Tensor) or adam["step"].numel() != 1:
-                raise ValueError("an Adam step count that is not a one-element tensor")
+            step = adam["step"]
+            if not isinstance(step, torch.Tensor) or step.numel() != 1 or not 1 <= float(step) < 2**31:
+                raise ValueError("an Adam step count that is not a one-element tensor ≥ 1")
         return State(
             ws_opt=ws_opt,
             adam=None if adam is None else {k: v.cpu() if k == "step" else v for k, v in adam.items()},
