@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import ctypes
 import io
 import logging
 import math
@@ -297,6 +299,12 @@ class StudioSession:
         return P.check_point(p, W, H, what)
 
 
+def trim_memory() -> None:
+    """Return freed heap memory to the system (glibc's ``malloc_trim``); nothing where that does not exist."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def new_session_id() -> str:
     return secrets.token_urlsafe(18)
 
@@ -356,7 +364,15 @@ class SessionManager:
         s.run_id += 1
         s.emit({"type": "error", "code": "expired", "message": "this session expired; reload the page"})
         s.emit(CLOSE)
+        self.worker.submit(lambda: self._release(s), key=s.id)  # after whatever of it is still queued
         log.info("session %s… dropped", s.id[:6])
+
+    @staticmethod
+    def _release(s: StudioSession) -> None:
+        """Worker thread: let go of a dropped session's engine and frames, and give the memory back."""
+        s.engine = None
+        s.frames.clear()
+        trim_memory()
 
     def expire(self, now: float | None = None) -> list[str]:
         """Drop sessions idle for longer than ``idle_timeout_s``; returns their ids."""
