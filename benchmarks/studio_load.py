@@ -83,25 +83,30 @@ async def tab(url: str, index: int, size: int, seconds: float, frames: dict[int,
 
 
 async def flood_and_probe(url: str, size: int) -> dict[str, float]:
-    """A tab floods 100 messages; another tab's add_point round trip is timed meanwhile."""
+    """Another tab's add_point round trip, alone and while one tab floods 100 messages."""
     import websockets
 
     async def hello(ws: Any) -> None:
         while json.loads(await ws.recv())["type"] != "hello":
             pass
 
+    async def round_trip(probe: Any, ident: int) -> float:
+        start = time.monotonic()
+        point = {"type": "add_point", "handle": [size / 2, size / 2], "target": [1, 1], "id": ident}
+        await probe.send(json.dumps(point))
+        while json.loads(await probe.recv()).get("reply_to") != ident:
+            pass
+        return round(time.monotonic() - start, 3)
+
     async with websockets.connect(url, max_size=None) as flood, websockets.connect(url, max_size=None) as probe:
         await hello(flood)
         await hello(probe)
-        await asyncio.sleep(1.0)  # both tabs' first images
+        await asyncio.sleep(3.0)  # both tabs' first images, and the closed tabs' last jobs
+        alone = await round_trip(probe, 1)
         for i in range(100):
             await flood.send(json.dumps({"type": "new_image", "seed": i}))
-        start = time.monotonic()
-        await probe.send(json.dumps({"type": "add_point", "handle": [size / 2, size / 2], "target": [1, 1], "id": 7}))
-        while True:
-            msg = json.loads(await probe.recv())
-            if msg.get("reply_to") == 7:
-                return {"probe_round_trip_s": round(time.monotonic() - start, 3)}
+        flooded = await round_trip(probe, 2)
+        return {"probe_round_trip_s_alone": alone, "probe_round_trip_s_during_flood": flooded}
 
 
 def get_latencies(base: str, stop: float) -> list[float]:

@@ -359,3 +359,25 @@ def test_worker_is_fair_between_tabs_and_bounds_each_tabs_queue() -> None:
     finally:
         gate.set()
         worker.close()
+
+
+def test_queued_new_images_that_a_later_one_replaces_are_skipped(tiny_g: StyleGAN2Generator) -> None:
+    """A burst of new_image messages costs one image, the last one's; the others answer the state at once."""
+    import threading
+
+    from dragkit.studio import protocol as P
+    from dragkit.studio.models import ModelStore
+    from dragkit.studio.sessions import SessionManager, StudioConfig
+
+    manager = SessionManager(StudioConfig(network="tiny"), ModelStore(preloaded={"tiny": tiny_g}, use_registry=False))
+    try:
+        s = manager.create()
+        gate = threading.Event()
+        manager.run_job(gate.wait, key=s.id)  # hold the worker while the burst queues
+        futures = [manager.submit(s, P.NewImage(type="new_image", seed=i)) for i in range(10)]
+        gate.set()
+        replies = [f.result(timeout=30) for f in futures]
+        assert [r.get("superseded", False) for r in replies] == [True] * 9 + [False]
+        assert replies[-1]["seed"] == 9 and "image" in replies[-1]
+    finally:
+        manager.close()

@@ -190,6 +190,7 @@ class StudioSession:
     run_steps: int = 0  # steps taken in the current (or last) run
     last_run_steps: int = 0  # steps of the last run while nothing else happened since ("undo drag")
     stop_requested: bool = False  # set from the event loop at once; the next step job honours it
+    new_images: int = 0  # new_image messages received; a queued one that is not the latest is skipped
     step_started: float = 0.0  # monotonic time the last drag step began (for max_fps pacing)
     closed: bool = False
     last_active: float = field(default_factory=time.monotonic)
@@ -397,15 +398,20 @@ class SessionManager:
         s.touch()
         if isinstance(msg, P.Stop):
             s.stop_requested = True  # honoured by the very next step job, ahead of the queue
+        if isinstance(msg, P.NewImage):
+            s.new_images += 1
+            latest = s.new_images
+            return self.worker.submit(lambda: self._run_command(s, msg, superseded=latest != s.new_images), key=s.id)
         return self.worker.submit(lambda: self._run_command(s, msg), key=s.id)
 
     async def command(self, s: StudioSession, msg: P.ClientMessage) -> dict[str, Any]:
         return await asyncio.wrap_future(self.submit(s, msg))
 
-    def _run_command(self, s: StudioSession, msg: P.ClientMessage) -> dict[str, Any]:
+    def _run_command(self, s: StudioSession, msg: P.ClientMessage, superseded: bool = False) -> dict[str, Any]:
+        """Carry out ``msg`` (worker thread); a ``new_image`` that a later one replaces only answers the state."""
         if s.closed:
             raise SessionNotFoundError()
-        reply = self._apply(s, msg)
+        reply = {**s.snapshot(), "superseded": True} if superseded else self._apply(s, msg)
         if msg.id is not None:
             reply["reply_to"] = msg.id
         s.emit(reply)
