@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import io
 import json
 import logging
 import secrets
@@ -31,7 +32,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
@@ -43,7 +44,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from dragkit import __version__
 from dragkit.engine.trackers import tracker_choices
 from dragkit.errors import DragkitError
-from dragkit.files import remove_stale
+from dragkit.files import remove_stale, scratch_dir
 from dragkit.nn.protocol import Generator
 from dragkit.studio import protocol as P
 from dragkit.studio.models import ModelStore
@@ -123,8 +124,9 @@ def error_response(exc: BaseException) -> JSONResponse:
     return JSONResponse(error_body(code, str(exc)), status_code=STATUS.get(code, 400))
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
+async def stream_limited(request: Request, limit: int, sink: BinaryIO) -> int:
+    """Write the request body to ``sink`` as it arrives, refusing (413) anything over ``limit`` bytes — by its
+    declared length before reading, by what came while reading; returns the bytes written."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -133,14 +135,20 @@ async def read_limited(request: Request, limit: int) -> bytes:
             raise P.ProtocolError("invalid", "bad Content-Length header") from None
         if size > limit:
             raise P.ProtocolError("too_large", f"upload of {size} bytes exceeds the limit of {limit} bytes")
-    chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
             raise P.ProtocolError("too_large", f"upload exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        sink.write(chunk)
+    return total
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request body (small messages), within ``limit`` bytes: :func:`stream_limited` into memory."""
+    buffer = io.BytesIO()
+    await stream_limited(request, limit, buffer)
+    return buffer.getvalue()
 
 
 def create_app(
@@ -318,10 +326,13 @@ def create_app(
     @app.post("/api/sessions/{sid}/session")
     async def load_session(sid: str, request: Request) -> dict[str, Any]:
         s = manager.get(sid)
-        data = await read_limited(request, config.max_upload_bytes)
-        if not data:
-            raise P.ProtocolError("bad_session", "empty upload: send a session file saved by the studio")
-        state: dict[str, Any] = await on_worker(lambda: manager.load_session(s, data), s)
+        with scratch_dir(SCRATCH_LABEL) as tmp:
+            path = tmp / "session.pt"
+            with open(path, "wb") as sink:  # an upload never sits in memory whole
+                received = await stream_limited(request, config.max_upload_bytes, sink)
+            if not received:
+                raise P.ProtocolError("bad_session", "empty upload: send a session file saved by the studio")
+            state: dict[str, Any] = await on_worker(lambda: manager.load_session(s, path), s)
         return state
 
     @app.get("/api/sessions/{sid}/export.{fmt}")

@@ -520,20 +520,18 @@ class SessionManager:
             path = eng.save(Path(tmp) / "session.pt")
             return path.read_bytes()
 
-    def load_session(self, s: StudioSession, data: bytes) -> dict[str, Any]:
-        """Replace the tab's engine session with one saved by ``session_bytes`` (any tab, same model list)."""
-        with scratch_dir(SCRATCH_LABEL) as tmp:
-            path = Path(tmp) / "session.pt"
-            path.write_bytes(data)
-            try:
-                model_id = read_model_id(path)
-            except InvalidInputError as exc:
-                raise P.ProtocolError("bad_session", str(exc).replace(str(path), "upload")) from None
-            G = self.models.get(model_id)
-            try:
-                engine = DragSession.load(path, G)
-            except InvalidInputError as exc:
-                raise P.ProtocolError("bad_session", str(exc).replace(str(path), "upload")) from None
+    def load_session(self, s: StudioSession, path: Path) -> dict[str, Any]:
+        """Replace the tab's engine session with the one in the session file ``path`` (an upload; any tab's saved
+        session, same model list)."""
+        try:
+            model_id = read_model_id(path)
+        except InvalidInputError as exc:
+            raise P.ProtocolError("bad_session", str(exc).replace(str(path), "upload")) from None
+        G = self.models.get(model_id)
+        try:
+            engine = DragSession.load(path, G)
+        except InvalidInputError as exc:
+            raise P.ProtocolError("bad_session", str(exc).replace(str(path), "upload")) from None
         # The file's drag options come along (lr, tracker, W vs W+); the steps per Start stay the tab's.
         settings = engine.settings
         if settings.max_steps != s.config.max_steps:
