@@ -60,7 +60,7 @@ def _tracker_options() -> dict[str, tuple[str, dict[str, Any], list[str]]]:
     out: dict[str, tuple[str, dict[str, Any], list[str]]] = {}
     for tracker in TRACKERS.values():
         for f in dataclasses.fields(tracker.Params):
-            flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+            flag = f.metadata.get("flag", _default_flag(f.name))
             if flag in out:
                 out[flag][2].append(tracker.name)
                 continue
@@ -72,6 +72,17 @@ def _tracker_options() -> dict[str, tuple[str, dict[str, Any], list[str]]]:
                 kwargs["metavar"] = "N" if kwargs["type"] is int else "X"
             out[flag] = (f.name, kwargs, [tracker.name])
     return out
+
+
+def _default_flag(name: str) -> str:
+    """``optimize_ws`` → ``--optimize-ws``."""
+    return "--" + name.replace("_", "-")
+
+
+def _config_flags(name: str) -> tuple[str, ...]:
+    """The options of DragConfig field ``name`` (the first one names its ``args`` attribute)."""
+    flags: tuple[str, ...] = _CONFIG_TYPES[name].get("flags", (_default_flag(name),))
+    return flags
 
 
 def _dest(flag: str) -> str:
@@ -89,9 +100,8 @@ def add_drag_options(parser: argparse.ArgumentParser, skip: Iterable[str] = ()) 
     for f in dataclasses.fields(DragConfig):
         if f.name in skipped:
             continue
-        kwargs = dict(_CONFIG_TYPES[f.name])
-        flags = kwargs.pop("flags", ("--" + f.name.replace("_", "-"),))
-        kwargs.pop("convert", None)
+        flags = _config_flags(f.name)
+        kwargs = {k: v for k, v in _CONFIG_TYPES[f.name].items() if k not in ("flags", "convert")}
         if "choices" not in kwargs:
             kwargs.setdefault("metavar", f.name.upper())
         group.add_argument(*flags, dest=_dest(flags[0]), default=None, help=f.metadata["help"], **kwargs)
@@ -112,7 +122,7 @@ def explicit_drag_options(args: argparse.Namespace) -> dict[str, Any]:
         if f.name == "tracker_params":
             continue
         how = _CONFIG_TYPES[f.name]
-        value = getattr(args, _dest(how.get("flags", ("--" + f.name.replace("_", "-"),))[0]), None)
+        value = getattr(args, _dest(_config_flags(f.name)[0]), None)
         if value is not None:
             values[f.name] = how["convert"](value) if "convert" in how else value
     tracker = values.get("tracker", DEFAULT_TRACKER)
