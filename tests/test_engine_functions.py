@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from dragkit.engine.config import radii, stop_distance
+from dragkit.engine.latent import adam_step
 from dragkit.engine.losses import fixed_region_weights, latent_loss, mask_loss, motion_loss, motion_loss_reference
+from dragkit.engine.result import StepFailedError
 from dragkit.engine.sampling import sample_at_pixels, sample_bilinear, upsample_features
 from dragkit.engine.trackers.nn import templates_reference, track_points, track_points_reference
 from dragkit.engine.trackers.patch import patch_templates, track_points_patch
@@ -302,3 +304,31 @@ def test_latent_loss() -> None:
     ws = w0.clone()
     ws[0, 0] = 2.0
     assert latent_loss(ws, w0).item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("lr", [2e-3, 0.5])
+def test_adam_step_equals_torch_adam_bit_for_bit(lr: float) -> None:
+    """The pure Adam is torch.optim.Adam's arithmetic, op for op, including a state carried between steps."""
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(1, 4, 8, generator=gen)
+    grads = [torch.randn(1, 4, 8, generator=gen) * 10 ** (k - 2) for k in range(5)]
+    ref = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([ref], lr=lr)
+    param, state = start.clone(), None
+    for g in grads:
+        ref.grad = g.clone()
+        opt.step()
+        param, state = adam_step(param.requires_grad_(True), g, state, lr)
+        assert torch.equal(param, ref.detach())
+        assert all(torch.equal(state[k], opt.state[ref][k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+
+
+def test_adam_step_leaves_inputs_untouched_and_reports_a_bad_state() -> None:
+    param, grad = torch.zeros(2, 3), torch.ones(2, 3)
+    new, state = adam_step(param, grad, None, 0.1)
+    again, _ = adam_step(param, grad, state, 0.1)
+    assert torch.equal(param, torch.zeros(2, 3)) and float(state["step"]) == 1 and not torch.equal(new, again)
+    with pytest.raises(StepFailedError, match="Adam update failed"):
+        adam_step(param, grad, {**state, "exp_avg": torch.zeros(5)}, 0.1)
+    with pytest.raises(StepFailedError, match="non-finite"):
+        adam_step(param, grad, None, float("inf"))

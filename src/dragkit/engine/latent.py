@@ -55,24 +55,39 @@ class LatentRows:
         return generator.synthesize(self.compose_layers(ws_opt), block, stop_after_features=True)
 
 
+#: torch.optim.Adam's defaults, which DragGAN uses.
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
 def adam_step(
     param: torch.Tensor, grad: torch.Tensor, adam: dict[str, torch.Tensor] | None, lr: float
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """torch Adam (default betas, eps) on a fresh copy of the moments ``adam``; the inputs are left untouched.
+    """One Adam update (default betas and eps, no weight decay) as a pure function; the inputs are left untouched.
 
-    Returns the updated parameter (detached) and moments; raises :class:`StepFailedError` when the update fails or
-    is not finite.
+    ``adam``: None (first step) or {"step": 0-d float32 tensor, "exp_avg", "exp_avg_sq": tensors shaped like
+    ``param``}. The arithmetic is torch's single-tensor Adam, op for op, so results equal ``torch.optim.Adam``'s
+    bit for bit without importing ``torch.optim`` (whose import costs seconds at start-up). Returns the updated
+    parameter (detached) and moments; raises :class:`StepFailedError` when the update fails or is not finite.
     """
-    param.grad = grad
-    optimizer = torch.optim.Adam([param], lr=lr)
-    if adam is not None:
-        optimizer.state[param] = {k: v.clone() for k, v in adam.items()}
-    try:
-        optimizer.step()
-    except (RuntimeError, ArithmeticError) as exc:  # an lr so large that the step overflows; a broken step count
-        raise StepFailedError(f"the Adam update failed ({exc}); lower the lr") from exc
-    new_adam = {k: v.detach() for k, v in optimizer.state[param].items()}
-    param.grad = None
-    if not torch.isfinite(param).all():
+    beta1, beta2 = ADAM_BETAS
+    with torch.no_grad():
+        param, grad = param.detach(), grad.detach()
+        try:
+            if adam is None:
+                step = torch.tensor(0.0)
+                exp_avg, exp_avg_sq = torch.zeros_like(param), torch.zeros_like(param)
+            else:
+                step, exp_avg, exp_avg_sq = adam["step"], adam["exp_avg"], adam["exp_avg_sq"]
+            step = step + 1
+            exp_avg = exp_avg.lerp(grad, 1 - beta1)
+            exp_avg_sq = exp_avg_sq.mul(beta2).addcmul_(grad, grad, value=1 - beta2)
+            t = step.item()
+            step_size = lr / (1 - beta1**t)
+            denom = (exp_avg_sq.sqrt() / (1 - beta2**t) ** 0.5).add_(ADAM_EPS)
+            new_param = param.addcdiv(exp_avg, denom, value=-step_size)
+        except (RuntimeError, ArithmeticError) as exc:  # an lr so large that the step overflows; a broken state
+            raise StepFailedError(f"the Adam update failed ({exc}); lower the lr") from exc
+    if not torch.isfinite(new_param).all():
         raise StepFailedError("the Adam update produced a non-finite latent; lower the lr")
-    return param.detach(), new_adam
+    return new_param, {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}

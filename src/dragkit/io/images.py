@@ -17,6 +17,9 @@ from dragkit.nn.images import to_uint8
 
 __all__ = ["load_image", "load_mask", "save_png", "to_uint8"]
 
+#: zlib level of written PNGs: 3 writes a 1024² face in a third of the default's time (6) for ~8 % more bytes.
+PNG_COMPRESS_LEVEL = 3
+
 
 def save_png(arr: np.ndarray, path: str | Path) -> Path:
     """Write uint8 [H, W, 3] (RGB), [H, W, 4] (RGBA) or [H, W] (grey) to ``path`` as PNG; returns the path."""
@@ -27,7 +30,7 @@ def save_png(arr: np.ndarray, path: str | Path) -> Path:
         a = a[:, :, 0]
     path = Path(path)
     with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")
+        Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return path
 
 
