@@ -168,3 +168,24 @@ def test_outputs_are_written_whole_or_not_at_all(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trajectory.gif"]
     (tmp_path / ".final.999999999.partial.png").write_bytes(b"left by a killed run")
     assert [p.name for p in remove_stale_partials(tmp_path)] == [".final.999999999.partial.png"]
+
+
+def test_drag_that_arrives_early_still_gets_evenly_spaced_video_frames(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Frames are planned for --steps; an edit that arrives early has the missing ones rendered from its latents."""
+    one = ["drag", "--network", str(tiny_checkpoint), "--handle", "10,12", "--target", "16,14", "--lr", "0.02"]
+    assert main([*one, "--no-video", "--steps", "12", "--stop-rule", "0.001", "--outdir", str(tmp_path / "a")]) == 0
+    distances = [r["distances"][0] for r in json.loads((tmp_path / "a" / "session.json").read_text())["trajectory"]]
+    threshold = min(distances) + 1e-3
+    arrival = next(i for i, d in enumerate(distances) if d <= threshold) + 1  # the step that reports arrival
+    assert arrival >= 3, distances
+    out = tmp_path / "early"
+    assert (
+        main([*one, "--steps", "40", "--video-frames", "5", "--stop-rule", str(threshold), "--outdir", str(out)]) == 0
+    )
+    result = json.loads((out / "result.json").read_text())
+    assert result["steps"] == arrival and result["done"]
+    expected = min(5, arrival)  # positions 0 … arrival - 1 (the arrived step does not move the latent)
+    assert result["video_frames"] == expected
+    for name in ("trajectory", "trajectory_overlay"):
+        with Image.open(out / f"{name}.gif") as gif:
+            assert gif.n_frames == expected

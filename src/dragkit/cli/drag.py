@@ -1,12 +1,17 @@
 """``dragkit drag``: drag handle points to targets on a seed's image (DragGAN), headless.
 
 Writes to ``--outdir``: ``final.png`` and ``final_overlay.png``; ``trajectory.mp4`` / ``trajectory.gif`` and
-``trajectory_overlay.mp4`` / ``trajectory_overlay.gif`` (one frame per step, the overlay ones with points,
-arrows and the mask); ``latent.pt`` (the final W+ latent, a plain tensor [1, num_ws, w_dim]); ``session.pt``
-(the whole session: ``DragSession.load``) with a readable ``session.json`` beside it (model, seed, config,
-points and every step's handles, distances and loss); ``result.json`` = {"handles", "targets", "distances", "steps",
-"seconds", "config", …}. Prints the final distances. Every file is written under a temporary name and renamed
-when complete, so an interrupted run leaves either the previous file or a whole new one.
+``trajectory_overlay.mp4`` / ``trajectory_overlay.gif`` (the edit from start to end in ``--video-frames`` evenly
+spaced frames, the overlay ones with points, arrows and the mask; 512 px MP4s and 384 px GIFs by default);
+``latent.pt`` (the final W+ latent, a plain tensor [1, num_ws, w_dim]); ``session.pt`` (the whole session:
+``DragSession.load``) with a readable ``session.json`` beside it (model, seed, config, points and every step's
+handles, distances and loss); ``result.json`` = {"handles", "targets", "distances", "steps", "seconds", "config",
+…}. Prints the final distances. Every file is written under a temporary name and renamed when complete, so an
+interrupted run leaves either the previous file or a whole new one.
+
+Video frames are rendered by every k-th step (k planned from ``--max-steps`` and ``--video-frames``: the step has
+the features a frame is finished from, so it costs least there); a drag that arrives early gets the missing frames
+rendered afterwards from the recorded latents, so the video is evenly spaced either way.
 
 ``--resume SESSION`` continues a saved edit (``session.pt`` of an earlier drag, or one saved in the studio) on its
 model: its latent, points, mask, optimiser state and undo history come back; ``--handle/--target`` replace the
@@ -30,8 +35,12 @@ from dragkit.cli._common import class_label, parse_device
 from dragkit.cli.options import add_drag_options, explicit_drag_options
 from dragkit.errors import InvalidInputError
 from dragkit.files import atomic_path, remove_stale_partials
+from dragkit.render.video import GIF_SIZE, VIDEO_SIZE
 
 logger = logging.getLogger(__name__)
+
+#: Default frames of the trajectory videos (2.5 s at the default 12 frames/s).
+VIDEO_FRAMES = 30
 
 
 def parse_point(text: str, option: str) -> tuple[float, float]:
@@ -83,8 +92,29 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--mask", type=Path, default=None, metavar="PNG", help="movable region: white = movable")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--outdir", required=True, type=Path, metavar="DIR", help="output directory")
-    p.add_argument("--fps", type=float, default=30.0, help="video frame rate (default 30)")
-    p.add_argument("--render-every", type=int, default=1, metavar="N", help="video frame every N steps")
+    p.add_argument("--fps", type=float, default=12.0, help="video frame rate (default 12)")
+    p.add_argument(
+        "--video-frames",
+        type=int,
+        default=VIDEO_FRAMES,
+        metavar="N",
+        help=f"frames of the trajectory videos, evenly spaced over the edit (default {VIDEO_FRAMES}; "
+        "each costs about one drag step)",
+    )
+    p.add_argument(
+        "--video-size",
+        type=int,
+        default=VIDEO_SIZE,
+        metavar="PX",
+        help=f"longer side of the MP4s in pixels (default {VIDEO_SIZE}; 0: the model's size)",
+    )
+    p.add_argument(
+        "--gif-size",
+        type=int,
+        default=GIF_SIZE,
+        metavar="PX",
+        help=f"longer side of the GIFs in pixels (default {GIF_SIZE}; 0: the model's size)",
+    )
     p.add_argument("--no-video", action="store_true", help="skip the trajectory videos (faster)")
     add_drag_options(p)
     p.set_defaults(func=run)
@@ -96,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
     from dragkit.engine.persist import read_model_id
     from dragkit.io import load_generator
     from dragkit.io.images import load_mask, save_png
+    from dragkit.nn.images import to_uint8
     from dragkit.nn.seeds import z_from_seed
-    from dragkit.render import VideoWriter, draw_points
+    from dragkit.render import draw_points
+    from dragkit.render.trajectory import TrajectoryFrames, fill_positions, frame_stride
 
     handles = [parse_point(t, "--handle") for t in args.handle]
     targets = [parse_point(t, "--target") for t in args.target]
@@ -105,8 +137,11 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"got {len(handles)} --handle and {len(targets)} --target: give them in pairs")
     if not handles and args.resume is None:
         raise InvalidInputError("give at least one --handle X,Y and one --target X,Y (or --resume SESSION)")
-    if args.render_every < 1:
-        raise InvalidInputError(f"--render-every: expected an int ≥ 1, got {args.render_every}")
+    if args.video_frames < 2:
+        raise InvalidInputError(f"--video-frames: expected an int ≥ 2 (start and end), got {args.video_frames}")
+    for option, value in (("--video-size", args.video_size), ("--gif-size", args.gif_size)):
+        if value < 0:
+            raise InvalidInputError(f"{option}: expected pixels ≥ 0 (0: the model's size), got {value}")
     options = explicit_drag_options(args)
     device = parse_device(args.device)
     if args.resume is not None:
@@ -137,16 +172,9 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.outdir
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(out)  # what a killed earlier run left
-    writers: dict[str, VideoWriter] = {}
-    if not args.no_video:
-        for name in ("trajectory", "trajectory_overlay"):
-            for suffix in (".mp4", ".gif"):
-                writers[name + suffix] = VideoWriter(out / (name + suffix), fps=args.fps)
-
-    def add_frame(frame: Any, result: StepResult) -> None:
-        overlay = draw_points(frame, result.handles, result.targets, mask)
-        for name, writer in writers.items():
-            writer.append(overlay if name.startswith("trajectory_overlay") else frame)
+    video = None if args.no_video else TrajectoryFrames(sess.image_shape, args.video_size or None, mask)
+    stride = frame_stride(steps, args.video_frames)
+    latents = {first_step: sess.ws.detach().clone()} if video else {}  # for frames rendered after the drag
 
     bar = tqdm(total=steps, desc="drag", unit="step", disable=None)
     last: StepResult | None = None
@@ -156,12 +184,14 @@ def run(args: argparse.Namespace) -> int:
         last = result
         bar.update(1)
         bar.set_postfix(dist=f"{max(result.distances):.1f}", loss="-" if result.loss is None else f"{result.loss:.4f}")
-        if result.frame is not None:
-            add_frame(result.frame, result)
+        if video is not None:
+            if result.frame is not None:  # the frame of the latent this step started from
+                video.add(result.step - 1, result.frame, result.handles, result.targets)
+            latents[result.step] = sess.ws.detach().clone()
 
     start = time.perf_counter()
     try:
-        sess.run(max_steps=steps, callback=on_step, render_every=0 if args.no_video else args.render_every)
+        sess.run(max_steps=steps, callback=on_step, render_every=0 if video is None else stride)
     except KeyboardInterrupt:
         logger.warning("interrupted after %d steps: writing the results so far", sess.step_count)
     finally:
@@ -170,10 +200,23 @@ def run(args: argparse.Namespace) -> int:
 
     final = sess.status()
     image = sess.image()
-    if writers and (last is None or not last.done):  # the last latent has no step frame yet
-        add_frame(image, final)
-    for writer in writers.values():
-        writer.close()
+    video_start = time.perf_counter()
+    if video is not None:
+        end = sess.step_count
+        if last is not None and last.done:
+            end -= 1  # the arrived step did not move the latent: the image is the one it started from
+        if end not in video.positions:
+            video.add(end, image, final.handles, final.targets)
+        fill = fill_positions(video.positions, first_step, end, args.video_frames)
+        trajectory = {r.step - 1: r.handles for r in sess.trajectory}
+        for position in tqdm(fill, desc="video frames", unit="frame", disable=None if fill else True):
+            with torch.no_grad():
+                out_image = sess.generator.synthesize(latents[position], 0).image
+            assert out_image is not None
+            video.add(position, to_uint8(out_image)[0], trajectory.get(position, final.handles), final.targets)
+        video.write(out / "trajectory.mp4", out / "trajectory_overlay.mp4", args.fps)
+        video.write(out / "trajectory.gif", out / "trajectory_overlay.gif", args.fps, args.gif_size or None)
+    video_seconds = time.perf_counter() - video_start
     save_png(image, out / "final.png")
     save_png(draw_points(image, final.handles, final.targets, mask), out / "final_overlay.png")
     with atomic_path(out / "latent.pt") as tmp:
@@ -185,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
         "distances": final.distances,
         "steps": sess.step_count,
         "seconds": round(seconds, 3),
+        "video_seconds": None if video is None else round(video_seconds, 3),
+        "video_frames": None if video is None else len(video.positions),
         "done": final.done,
         "config": sess.settings.to_dict(),
         "network": str(network),

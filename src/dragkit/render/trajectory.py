@@ -1,0 +1,113 @@
+"""A drag's trajectory videos, off the drag's hot path: which steps get a frame, and the files they make.
+
+A video shows the latents of an edit in order: position k is the latent after k steps (0 = the start). Rendering a
+frame costs about as much as a drag step on CPU, so a video has its own frame count instead of one frame per
+step. :func:`frame_stride` plans which steps render a frame during the drag (the step already holds the features
+the frame is finished from, so that is the cheapest moment); when the drag stops early, :func:`fill_positions`
+names the positions to render afterwards from recorded latents so the video still has evenly spaced frames.
+:class:`TrajectoryFrames` keeps the frames at the video's size and writes plain and overlay videos at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dragkit.errors import InvalidInputError
+from dragkit.render.overlay import draw_points
+from dragkit.render.video import VideoWriter, fit_size
+
+__all__ = ["TrajectoryFrames", "fill_positions", "frame_stride"]
+
+
+def frame_stride(max_steps: int, frames: int) -> int:
+    """Render every ``stride``-th step so that ``max_steps`` steps give about ``frames`` frames (with the final
+    image, which is always rendered). ``max_steps`` ≥ 0, ``frames`` ≥ 2."""
+    if frames < 2:
+        raise InvalidInputError(f"video frames: expected at least 2 (start and end), got {frames}")
+    return max(1, math.ceil(max_steps / (frames - 1)))
+
+
+def fill_positions(have: Sequence[int], first: int, last: int, frames: int) -> list[int]:
+    """Positions in [first, last] to render so that ``frames`` evenly spaced positions (all of them when the edit
+    is shorter) each have a frame within half a spacing; ``have``: positions that already have one. Sorted."""
+    want = min(frames, last - first + 1)
+    if want < 1:
+        return []
+    spacing = (last - first) / max(want - 1, 1)
+    taken = set(have)
+    out: list[int] = []
+    for i in range(want):
+        p = first + round(i * spacing)
+        near = min((abs(p - q) for q in taken), default=math.inf)
+        if near > spacing / 2:
+            out.append(p)
+            taken.add(p)
+    return out
+
+
+class TrajectoryFrames:
+    """Frames of one edit, kept at the video's size (uint8 [h, w, 3], the longer side ≤ ``size``; None: as
+    rendered) with the handles and targets of each, ready to be written as plain and overlay videos.
+
+    ``image_shape``: the generator's (H, W) in pixels (points and the mask are in those pixels); ``mask``: bool
+    [H, W] (True = movable) or None.
+    """
+
+    def __init__(self, image_shape: tuple[int, int], size: int | None, mask: np.ndarray | None = None) -> None:
+        self.image_shape = image_shape
+        self.shape = fit_size(image_shape, size)
+        self._scale = (self.shape[1] / image_shape[1], self.shape[0] / image_shape[0])
+        self._mask = None
+        if mask is not None:  # nearest-neighbour to the video's size, for the overlay's tint
+            small = Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255).resize(
+                (self.shape[1], self.shape[0]), Image.Resampling.NEAREST
+            )
+            self._mask = np.asarray(small) > 127
+        self._frames: dict[int, tuple[np.ndarray, list[tuple[float, float]], list[tuple[float, float]]]] = {}
+
+    @property
+    def positions(self) -> list[int]:
+        """Positions that have a frame, in order."""
+        return sorted(self._frames)
+
+    def add(
+        self,
+        position: int,
+        frame: np.ndarray,
+        handles: Sequence[Sequence[float]],
+        targets: Sequence[Sequence[float]],
+    ) -> None:
+        """The frame of the latent after ``position`` steps: uint8 [H, W, 3] at the generator's size; handles and
+        targets in its pixels (the handles as tracked in that latent)."""
+        a = np.asarray(frame)
+        if a.dtype != np.uint8 or a.shape != (*self.image_shape, 3):
+            raise InvalidInputError(f"frame: expected uint8 {[*self.image_shape, 3]}, got {a.dtype} {list(a.shape)}")
+        if a.shape[:2] != self.shape:
+            a = np.asarray(Image.fromarray(a).resize((self.shape[1], self.shape[0]), Image.Resampling.LANCZOS))
+        sx, sy = self._scale
+        scaled = [[(float(x) * sx, float(y) * sy) for x, y in pts] for pts in (handles, targets)]
+        self._frames[position] = (a, scaled[0], scaled[1])
+
+    def write(self, video: Path, overlay: Path | None, fps: float, size: int | None = None) -> list[Path]:
+        """Write the frames in order to ``video`` and, with points and mask drawn, to ``overlay`` (each ``.mp4`` or
+        ``.gif``; the longer side at most ``size``, default the frames' size). Returns the paths written."""
+        if not self._frames:
+            raise InvalidInputError(f"{video}: no frames to write")
+        writers = [(VideoWriter(video, fps, size), False)]
+        if overlay is not None:
+            writers.append((VideoWriter(overlay, fps, size), True))
+        try:
+            for position in self.positions:
+                frame, handles, targets = self._frames[position]
+                for writer, draw in writers:
+                    writer.append(draw_points(frame, handles, targets, self._mask) if draw else frame)
+        except BaseException as exc:
+            for writer, _ in writers:
+                writer.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return [writer.close() for writer, _ in writers]
