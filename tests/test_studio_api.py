@@ -25,6 +25,7 @@ from dragkit.engine.trackers import TRACKERS, tracker_choices
 from dragkit.errors import InvalidInputError
 from dragkit.io import save_native
 from dragkit.nn.stylegan2 import StyleGAN2Generator
+from dragkit.studio import protocol as P
 from dragkit.studio.server import StudioConfig, create_app
 
 # -- helpers shared with the other studio tests ----------------------------------------------------------------
@@ -438,6 +439,50 @@ def test_export_video_with_and_without_overlays(client: TestClient, fmt: str) ->
             plain = np.asarray(g.convert("RGB")).astype(int)
         # The handle (red) is drawn where the first frame's handle was.
         assert first[10, 10, 0] > 150 and first[10, 10, 2] < 120 and abs(first - plain).max() > 100
+
+
+def test_export_is_encoded_off_the_worker_and_caps_its_frames(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one tab's export encodes, another tab's commands still run; a long edit's export is capped in frames,
+    evenly spaced, and a cancelled export stops."""
+    import threading
+
+    from dragkit.studio import server as server_module
+    from dragkit.studio.sessions import ExportFrames, write_export
+
+    encoding, release = threading.Event(), threading.Event()
+    jobs: list[ExportFrames] = []
+
+    def slow_export(job: ExportFrames, fmt: Any, fps: float, cancel: threading.Event) -> bytes:
+        jobs.append(job)
+        encoding.set()
+        assert release.wait(30)
+        return write_export(job, fmt, fps, cancel)
+
+    monkeypatch.setattr(server_module, "write_export", slow_export)
+    monkeypatch.setattr("dragkit.studio.sessions.EXPORT_FRAMES", 4)
+    with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
+        sid = recv_until(a, "hello")[0]["session"]
+        recv_until(a, "state")
+        recv_until(b, "state")
+        call(a, {"type": "set_config", "max_steps": 7})
+        call(a, {"type": "add_point", "handle": [10, 10], "target": [20, 14]})
+        drag(a)
+        result: dict[str, Any] = {}
+        thread = threading.Thread(target=lambda: result.update(r=client.get(f"/api/sessions/{sid}/export.gif")))
+        thread.start()
+        assert encoding.wait(30)
+        assert call(b, {"type": "new_image", "seed": 3})["seed"] == 3  # the worker is free while a encodes
+        release.set()
+        thread.join(30)
+    assert result["r"].status_code == 200
+    (job,) = jobs
+    assert len(job.frames) == 4  # 3 of the 7 recorded steps (the first, middle and last) + the final image
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(P.ProtocolError, match="cancelled"):
+        write_export(job, "gif", 5.0, cancel)
 
 
 def test_export_needs_recorded_frames(client: TestClient) -> None:

@@ -48,7 +48,14 @@ from dragkit.files import remove_stale, scratch_dir
 from dragkit.nn.protocol import Generator
 from dragkit.studio import protocol as P
 from dragkit.studio.models import ModelStore
-from dragkit.studio.sessions import SCRATCH_LABEL, SessionManager, StudioConfig, StudioSession, error_code
+from dragkit.studio.sessions import (
+    SCRATCH_LABEL,
+    SessionManager,
+    StudioConfig,
+    StudioSession,
+    error_code,
+    write_export,
+)
 from dragkit.studio.worker import CLOSE, Outbox
 
 log = logging.getLogger(__name__)
@@ -172,6 +179,8 @@ def create_app(
     store.resolve(config.network)  # fail now, not in the first tab, if the start model is unknown
     remove_stale(tempfile.gettempdir(), SCRATCH_LABEL + "-{pid}-*")  # what killed studios left behind
     manager = SessionManager(config, store)
+    # Video exports are encoded here, one at a time, never on the drag worker: other tabs keep dragging.
+    exports = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dragkit-export")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -190,6 +199,7 @@ def create_app(
             with suppress(asyncio.CancelledError):
                 await task
             manager.close()
+            exports.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="dragkit studio", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.manager = manager
@@ -337,13 +347,24 @@ def create_app(
 
     @app.get("/api/sessions/{sid}/export.{fmt}")
     async def export(
+        request: Request,
         sid: str,
         fmt: Literal["mp4", "gif"],
         overlays: bool = True,
         fps: Annotated[float, Query(gt=0, le=60)] = 10.0,
     ) -> Response:
         s = manager.get(sid)
-        data = await on_worker(lambda: manager.export_video(s, fmt, overlays, fps), s)
+        job = await on_worker(lambda: manager.export_frames(s, overlays), s)  # the worker only gathers frames
+        cancel = threading.Event()
+        encoding = asyncio.wrap_future(exports.submit(write_export, job, fmt, fps, cancel))
+        try:
+            while not encoding.done():  # a tab that goes away cancels its export
+                await asyncio.wait([encoding], timeout=0.5)
+                if not encoding.done() and await request.is_disconnected():
+                    cancel.set()
+            data = encoding.result()
+        finally:
+            cancel.set()
         media = "video/mp4" if fmt == "mp4" else "image/gif"
         suffix = "" if overlays else "-clean"
         return Response(data, media_type=media, headers=_attachment(f"dragkit-seed{s.source.seed}{suffix}.{fmt}"))

@@ -132,6 +132,36 @@ def error_code(exc: BaseException) -> str:
     return "internal"
 
 
+#: Most frames in a video export (evenly spaced over the edit): a 300-step edit's GIF stays ~15 MB at 384 px.
+EXPORT_FRAMES = 120
+
+
+@dataclass(frozen=True)
+class ExportFrames:
+    """Frames of a video export: (JPEG bytes, handles, targets) in order, the mask to tint (or None)."""
+
+    frames: list[tuple[bytes, list[tuple[float, float]], list[tuple[float, float]]]]
+    mask: np.ndarray | None
+    overlays: bool
+
+
+def write_export(job: ExportFrames, fmt: Literal["mp4", "gif"], fps: float, cancel: threading.Event) -> bytes:
+    """Encode ``job`` as an MP4 (512 px) or a GIF (384 px, longer side) and return the file's bytes. Runs off the
+    drag worker; stops with a :class:`ProtocolError` ``cancelled`` as soon as ``cancel`` is set."""
+    from dragkit.render import draw_points
+    from dragkit.render.video import GIF_SIZE, VIDEO_SIZE, VideoWriter
+
+    with scratch_dir(SCRATCH_LABEL) as tmp:
+        writer = VideoWriter(Path(tmp) / f"drag.{fmt}", fps=fps, size=GIF_SIZE if fmt == "gif" else VIDEO_SIZE)
+        with writer:
+            for jpeg, handles, targets in job.frames:
+                if cancel.is_set():
+                    raise P.ProtocolError("cancelled", "the export was cancelled")
+                img = decode_jpeg(jpeg)
+                writer.append(draw_points(img, handles, targets, job.mask) if job.overlays else img)
+        return writer.path.read_bytes()
+
+
 class FrameStore:
     """JPEG frames recorded during drags, keyed by engine step (the frame of step s shows the latent the step
     started from). Bounded by ``budget`` bytes: the oldest frames go first."""
@@ -552,29 +582,24 @@ class SessionManager:
         s.emit(reply)
         return reply
 
-    def export_video(self, s: StudioSession, fmt: Literal["mp4", "gif"], overlays: bool, fps: float) -> bytes:
-        """The current trajectory as a video: the recorded frame of every step, then the current image."""
-        from dragkit.render import draw_points, write_video
-
+    def export_frames(self, s: StudioSession, overlays: bool) -> ExportFrames:
+        """What a video export of the current trajectory needs, gathered on the worker: the recorded frames of at
+        most ``EXPORT_FRAMES - 1`` evenly spaced steps, then the current image (encoding happens off the worker:
+        :func:`write_export`)."""
+        max_frames = EXPORT_FRAMES
         eng = s.require_engine()
         status = eng.status()
-        trajectory = eng.trajectory
-        mask = eng.mask
-        frames: list[np.ndarray] = []
-        for r in trajectory:
-            jpeg = s.frames.get(r.step)
-            if jpeg is None:
-                continue
-            img = decode_jpeg(jpeg)
-            frames.append(draw_points(img, r.handles, r.targets, mask) if overlays else img)
+        recorded = [(r, s.frames.get(r.step)) for r in eng.trajectory]
+        frames = [(jpeg, r.handles, r.targets) for r, jpeg in recorded if jpeg is not None]
         if not frames:
             raise conflict(
                 "no_frames",
                 "no recorded drag frames to export: drag first (frames of a loaded session's earlier steps "
                 "are not stored)",
             )
-        final = eng.image()
-        frames.append(draw_points(final, status.handles, status.targets, mask) if overlays else final)
-        with scratch_dir(SCRATCH_LABEL) as tmp:
-            path = write_video(frames, Path(tmp) / f"drag.{fmt}", fps=fps)
-            return path.read_bytes()
+        if len(frames) > max_frames - 1:
+            n = len(frames)
+            frames = [frames[round(i * (n - 1) / max(max_frames - 2, 1))] for i in range(max_frames - 1)]
+        final = encode_jpeg(eng.image(), s.jpeg_quality)
+        frames.append((final, status.handles, status.targets))
+        return ExportFrames(frames, eng.mask if overlays else None, overlays)
