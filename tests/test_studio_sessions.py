@@ -4,6 +4,7 @@ keeps drags from ever running on the model at the same time. Real engine, tiny g
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from dragkit.nn.stylegan2 import StyleGAN2Generator
 from dragkit.studio import protocol as P
 from dragkit.studio.codec import data_url, decode_jpeg, encode_jpeg, encode_png
 from dragkit.studio.handlers import HANDLERS
-from dragkit.studio.mask import decimate, paint_stroke
+from dragkit.studio.mask import MAX_STROKE_IMAGES, decimate, paint_stroke
 from dragkit.studio.sessions import FrameStore, StudioConfig
 from dragkit.studio.worker import Outbox, Worker
 from tests.test_studio_api import (
@@ -267,6 +268,28 @@ def test_paint_stroke_discs_and_capsules() -> None:
     assert line[10, 2:28].all() and line[8, 15] and not line[13, 15] and not empty.any()
     erased = paint_stroke(np.ones((20, 30), dtype=bool), [(15.0, 10.0)], 1.0, False)
     assert not erased[10, 15] and erased[0, 0]
+
+
+def test_paint_stroke_equals_the_brute_force_definition_and_bounds_its_work() -> None:
+    """Every pixel whose centre is within the radius of the polyline, whatever was painted before; a stroke whose
+    segments would cover more than MAX_STROKE_IMAGES images is refused."""
+    rng = np.random.default_rng(1)
+    ys, xs = np.mgrid[0:24, 0:40].astype(np.float64)
+    for _ in range(20):
+        pts = [tuple(p) for p in rng.uniform(-5, 45, (int(rng.integers(1, 6)), 2))]
+        radius, value = float(rng.uniform(0.5, 12)), bool(rng.integers(2))
+        start = rng.random((24, 40)) > 0.5
+        expected = start.copy()
+        segments = list(itertools.pairwise(pts)) or [(pts[0], pts[0])]
+        for (ax, ay), (bx, by) in segments:
+            dx, dy = bx - ax, by - ay
+            length2 = dx * dx + dy * dy
+            t = 0.0 if length2 == 0 else np.clip(((xs - ax) * dx + (ys - ay) * dy) / length2, 0, 1)
+            expected[(xs - ax - t * dx) ** 2 + (ys - ay - t * dy) ** 2 <= radius**2] = value
+        assert np.array_equal(paint_stroke(start, pts, radius, value), expected)
+    big = [(float(x), float(y)) for x, y in rng.uniform(0, 40, (MAX_STROKE_IMAGES + 2, 2))]
+    with pytest.raises(P.ProtocolError, match="too large"):
+        paint_stroke(np.zeros((24, 40), dtype=bool), big, 40.0, True)
 
 
 def test_decimate_keeps_the_ends_and_drops_close_samples() -> None:

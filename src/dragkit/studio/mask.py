@@ -9,13 +9,17 @@ import numpy as np
 
 from dragkit.studio.protocol import ProtocolError
 
+#: Most pixels a stroke's segment boxes may cover together, in images (a bound on a stroke's cost).
+MAX_STROKE_IMAGES = 16
+
 
 def paint_stroke(mask: np.ndarray, points: list[tuple[float, float]], radius: float, value: bool) -> np.ndarray:
     """A copy of bool ``mask`` [H, W] where every pixel whose centre lies within ``radius`` of the polyline
     ``points`` (x, y; pixel centres at integers) is set to ``value`` — discs joined by capsules.
 
-    Raises :class:`ProtocolError` ("too_large") when the stroke's segments would cover more than 64 images' worth
-    of pixels, which no hand-drawn stroke does.
+    Each segment only looks at the pixels of its bounding box that are not painted yet. Raises
+    :class:`ProtocolError` ("too_large") when the segments' boxes would cover more than ``MAX_STROKE_IMAGES``
+    images' worth of pixels, which no hand-drawn stroke does (its samples are a few pixels apart).
     """
     H, W = mask.shape
     out = mask.copy()
@@ -28,15 +32,21 @@ def paint_stroke(mask: np.ndarray, points: list[tuple[float, float]], radius: fl
         y0, y1 = max(0, math.floor(min(a[1], b[1]) - r)), min(H - 1, math.ceil(max(a[1], b[1]) + r))
         if x0 <= x1 and y0 <= y1:
             boxes.append((a, b, x0, x1, y0, y1))
-    if sum((x1 - x0 + 1) * (y1 - y0 + 1) for _, _, x0, x1, y0, y1 in boxes) > 64 * H * W:
+    if sum((x1 - x0 + 1) * (y1 - y0 + 1) for _, _, x0, x1, y0, y1 in boxes) > MAX_STROKE_IMAGES * H * W:
         raise ProtocolError("too_large", "mask stroke too large: paint it in smaller strokes")
     for a, b, x0, x1, y0, y1 in boxes:
-        ys, xs = np.mgrid[y0 : y1 + 1, x0 : x1 + 1].astype(np.float64)
+        window = out[y0 : y1 + 1, x0 : x1 + 1]
+        ys, xs = np.nonzero(
+            window != value
+        )  # only pixels not painted yet: a wide brush costs one image, not one per segment
+        if not len(ys):
+            continue
+        px, py = xs + float(x0), ys + float(y0)
         d = b - a
         length2 = float(d @ d)
-        t = 0.0 if length2 == 0 else np.clip(((xs - a[0]) * d[0] + (ys - a[1]) * d[1]) / length2, 0.0, 1.0)
-        dist2 = (xs - (a[0] + t * d[0])) ** 2 + (ys - (a[1] + t * d[1])) ** 2
-        out[y0 : y1 + 1, x0 : x1 + 1][dist2 <= r * r] = value
+        t = 0.0 if length2 == 0 else np.clip(((px - a[0]) * d[0] + (py - a[1]) * d[1]) / length2, 0.0, 1.0)
+        inside = (px - (a[0] + t * d[0])) ** 2 + (py - (a[1] + t * d[1])) ** 2 <= r * r
+        window[ys[inside], xs[inside]] = value
     return out
 
 
