@@ -10,6 +10,14 @@ of them alike; after ``--warmup`` untimed steps each, every step is timed and th
 reported. The reference path always has its frame (it runs the whole generator). On a machine shared with other
 jobs, ``--threads 1`` gives much steadier numbers than two threads competing for two busy cores. This is a benchmark,
 not a test.
+
+``--cli N`` also times what a user of ``dragkit drag`` waits for, in the same run (the network must be one the
+CLI loads, e.g. ``default``): a 1-step drag without videos (start-up, load, first image, outputs; ``import torch``
+alone is timed beside it), and N-step drags (one handle, no early stop) with and without the trajectory videos:
+seconds per step of the drag loop (frames rendered during the drag included) and the seconds from the last step
+until the videos are written, with the per-step ratios against the engine's fast step.
+
+    python benchmarks/step_time.py --network default --steps 5 --cli 100
 """
 
 from __future__ import annotations
@@ -18,8 +26,11 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -100,6 +111,38 @@ def measure(
     }
 
 
+def _wall(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def measure_cli(network: str, image_shape: tuple[int, int], steps: int, seed: int, repeats: int = 3) -> dict[str, Any]:
+    """Wall times of ``dragkit drag`` runs (see the module docstring); ``repeats`` runs of the 1-step drag."""
+    H, W = image_shape
+    point = ["--handle", f"{round(0.40 * W)},{round(0.50 * H)}", "--target", f"{round(0.55 * W)},{round(0.55 * H)}"]
+    base = [sys.executable, "-m", "dragkit", "drag", "--network", network, "--seed", str(seed), *point]
+    base += ["--stop-rule", "0.5"]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        torch_import = statistics.median(_wall([sys.executable, "-c", "import torch"]) for _ in range(repeats))
+        one = statistics.median(
+            _wall([*base, "--steps", "1", "--no-video", "--outdir", str(out / "one")]) for _ in range(repeats)
+        )
+        runs: dict[str, dict[str, Any]] = {}
+        for name, extra in (("no_video", ["--no-video"]), ("video", [])):
+            wall = _wall([*base, "--steps", str(steps), *extra, "--outdir", str(out / name)])
+            result = json.loads((out / name / "result.json").read_text())
+            runs[name] = {
+                "wall_s": round(wall, 2),
+                "steps": result["steps"],
+                "s_per_step": round(result["seconds"] / result["steps"], 3),
+                "video_s_after_last_step": result["video_seconds"],
+                "video_frames": result["video_frames"],
+            }
+    return {"cli_one_step_s": round(one, 2), "import_torch_s": round(torch_import, 2), "cli_runs": runs}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--network", default=RANDOM_512, help=f"checkpoint path, model name or {RANDOM_512}")
@@ -120,8 +163,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(TRACKERS),
         help="also time a fast step with each of these trackers (e.g. --trackers nn patch freedrag hybrid)",
     )
+    parser.add_argument(
+        "--cli",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time dragkit drag: a 1-step run and N-step runs with and without videos (see above)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.cli and args.network == RANDOM_512:
+        parser.error(f"--cli needs a network the CLI loads (e.g. default), not {RANDOM_512}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -140,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         **measure(G, args.steps, args.warmup, device, args.seed, tuple(args.trackers)),
     }
+    if args.cli:
+        cli = measure_cli(args.network, G.img_shape, args.cli, args.seed)
+        fast = result["ms_per_step"]["fast"] / 1000
+        for run in cli["cli_runs"].values():
+            run["ratio_over_engine_fast_step"] = round(run["s_per_step"] / fast, 2)
+        result.update(cli)
     if args.json:
         print(json.dumps(result))
     else:
