@@ -293,3 +293,18 @@ def test_hold_strength_control_and_a_refused_model_does_not_stay_selected(
     page.wait_for_function("document.getElementById('model').value === 'tiny'")
     assert server_state(page)["model"] == "tiny" and problems == []
     context.close()
+
+
+def test_every_control_is_on_screen_at_1280x720(browser: Any, server: BackgroundServer) -> None:
+    """A 1280×720 window shows every section of the panel (Files and Export included) and the whole image,
+    without scrolling."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    page.goto(server.url)
+    page.wait_for_function("window.dragkit && window.dragkit.stats.firstImageAt !== null", timeout=15_000)
+    for selector in ("#model", "#seed", "#lr", "#start", "#save-png", "#save-session", "#export", "#image"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None, selector
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 720 and box["x"] + box["width"] <= 1280, (selector, box)
+    page.screenshot(path=str(ARTIFACTS / "e2e-1280x720.png"))
+    context.close()
