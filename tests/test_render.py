@@ -122,7 +122,8 @@ def test_fill_positions_spreads_frames_over_an_edit_that_stopped_early() -> None
     assert fill == [2, 4, 6, 10, 12, 14, 18]
     spacing = 2
     assert all(min(abs(p - q) for q in [*have, *fill]) <= spacing / 2 for p in range(0, 21, spacing))
-    assert fill_positions(range(0, 101, 3), 0, 100, 40) == []  # the plan covered it
+    assert fill_positions([*range(0, 100, 3), 100], 0, 100, 40) == []  # the plan (and the final image) covered it
+    assert fill_positions([0, 4, 8], 0, 8, 40) == [1, 2, 3, 5, 6, 7]  # fewer steps than frames: every one
     assert fill_positions([], 5, 7, 40) == [5, 6, 7]  # a resumed edit: only its own positions
     assert fill_positions([7], 7, 7, 40) == []
 

@@ -39,8 +39,8 @@ from dragkit.render.video import GIF_SIZE, VIDEO_SIZE
 
 logger = logging.getLogger(__name__)
 
-#: Default frames of the trajectory videos (2.5 s at the default 12 frames/s).
-VIDEO_FRAMES = 30
+#: Default frames of the trajectory videos (2 s at the default 10 frames/s; each costs ~ a drag step).
+VIDEO_FRAMES = 20
 
 
 def parse_point(text: str, option: str) -> tuple[float, float]:
@@ -92,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--mask", type=Path, default=None, metavar="PNG", help="movable region: white = movable")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--outdir", required=True, type=Path, metavar="DIR", help="output directory")
-    p.add_argument("--fps", type=float, default=12.0, help="video frame rate (default 12)")
+    p.add_argument("--fps", type=float, default=10.0, help="video frame rate (default 10)")
     p.add_argument(
         "--video-frames",
         type=int,

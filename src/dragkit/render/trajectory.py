@@ -10,6 +10,7 @@ names the positions to render afterwards from recorded latents so the video stil
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,21 +34,18 @@ def frame_stride(max_steps: int, frames: int) -> int:
 
 
 def fill_positions(have: Sequence[int], first: int, last: int, frames: int) -> list[int]:
-    """Positions in [first, last] to render so that ``frames`` evenly spaced positions (all of them when the edit
-    is shorter) each have a frame within half a spacing; ``have``: positions that already have one. Sorted."""
-    want = min(frames, last - first + 1)
-    if want < 1:
+    """Positions in [first, last] to render so that ``frames`` frames would be evenly spaced: no gap between
+    consecutive frames (``have`` plus the returned ones, ``first`` and ``last`` included) wider than
+    ⌈(last − first) / (frames − 1)⌉ steps. ``have``: positions that already have a frame. Sorted."""
+    if last < first:
         return []
-    spacing = (last - first) / max(want - 1, 1)
-    taken = set(have)
-    out: list[int] = []
-    for i in range(want):
-        p = first + round(i * spacing)
-        near = min((abs(p - q) for q in taken), default=math.inf)
-        if near > spacing / 2:
-            out.append(p)
-            taken.add(p)
-    return out
+    max_gap = max(1, math.ceil((last - first) / max(frames - 1, 1)))
+    taken = sorted({p for p in have if first <= p <= last} | {first, last})
+    out = [p for p in (first, last) if p not in have]
+    for p, q in itertools.pairwise(taken):
+        pieces = math.ceil((q - p) / max_gap)
+        out += [p + round(j * (q - p) / pieces) for j in range(1, pieces)]
+    return sorted(out)
 
 
 class TrajectoryFrames:
