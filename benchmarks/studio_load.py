@@ -15,6 +15,10 @@ handle and target and drags (``max_steps`` large, so nobody arrives) for ``--sec
 - RSS of this process (``/proc/self/status``) before the tabs, at peak, and after they closed and their sessions
   were released.
 
+``--export-steps N`` instead measures a video export: one tab drags N steps, then downloads its GIF (and MP4)
+while a second tab drags; reported are each file's size and seconds, and the second tab's frames per second
+before and during the export (the export is encoded beside the drag worker, so the drags go on).
+
 This is a benchmark, not a test; numbers vary with the machine, so compare runs made on one machine.
 """
 
@@ -109,6 +113,58 @@ async def flood_and_probe(url: str, size: int) -> dict[str, float]:
         return {"probe_round_trip_s_alone": alone, "probe_round_trip_s_during_flood": flooded}
 
 
+async def export_probe(base: str, ws_url: str, size: int, steps: int) -> dict[str, Any]:
+    """One tab drags ``steps`` steps and exports; another tab drags meanwhile (see the module docstring)."""
+    import websockets
+
+    async def until(ws: Any, kind: str) -> dict[str, Any]:
+        while True:
+            msg = json.loads(await ws.recv())
+            if msg["type"] == kind:
+                return msg
+
+    async with websockets.connect(ws_url, max_size=None) as a, websockets.connect(ws_url, max_size=None) as b:
+        sid = (await until(a, "hello"))["session"]
+        await until(b, "hello")
+        await a.send(json.dumps({"type": "set_config", "max_steps": steps}))
+        await a.send(
+            json.dumps({"type": "add_point", "handle": [size * 0.3, size * 0.4], "target": [size * 0.7, size * 0.6]})
+        )
+        await a.send(json.dumps({"type": "start"}))
+        await until(a, "stopped")
+        await b.send(
+            json.dumps({"type": "add_point", "handle": [size * 0.5, size * 0.5], "target": [size * 0.9, size * 0.1]})
+        )
+        await b.send(json.dumps({"type": "start"}))
+        out: dict[str, Any] = {"export_steps": steps}
+        loop = asyncio.get_running_loop()
+
+        async def frames_during(task: Any) -> tuple[int, float]:
+            count, start = 0, time.monotonic()
+            while not task.done():
+                try:
+                    msg = json.loads(await asyncio.wait_for(b.recv(), timeout=0.2))
+                except TimeoutError:
+                    continue
+                count += msg["type"] == "frame"
+            return count, time.monotonic() - start
+
+        quiet = loop.run_in_executor(None, time.sleep, 10.0)
+        count, seconds = await frames_during(quiet)
+        out["other_tab_frames_per_s_before"] = round(count / seconds, 2)
+        for fmt in ("gif", "mp4"):
+            url = f"{base}api/sessions/{sid}/export.{fmt}"
+            start = time.monotonic()
+            task = loop.run_in_executor(None, lambda u=url: urllib.request.urlopen(u, timeout=600).read())
+            count, seconds = await frames_during(task)
+            data = await task
+            out[f"export_{fmt}_mb"] = round(len(data) / 1e6, 2)
+            out[f"export_{fmt}_s"] = round(time.monotonic() - start, 2)
+            out[f"other_tab_frames_per_s_during_{fmt}"] = round(count / max(seconds, 1e-9), 2)
+        await b.send(json.dumps({"type": "stop"}))
+        return out
+
+
 def get_latencies(base: str, stop: float) -> list[float]:
     out = []
     while time.monotonic() < stop:
@@ -131,6 +187,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"network": args.network, "tabs": args.tabs, "seconds": args.seconds}
     with BackgroundServer(app) as server:
         ws_url = server.url.replace("http://", "ws://") + "ws"
+        if args.export_steps:
+            result.update(await export_probe(server.url, ws_url, size, args.export_steps))
+            return result
         result["rss_mb_before"] = round(rss_mb(), 1)
         frames: dict[int, list[float]] = {}
         bad: list[str] = []
@@ -164,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tabs", type=int, default=8, help="tabs dragging at once (default 8)")
     p.add_argument("--seconds", type=float, default=20.0, help="how long they drag (default 20)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--export-steps", type=int, default=0, metavar="N", help="measure an export of an N-step edit")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if args.threads is not None:

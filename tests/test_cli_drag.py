@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -189,3 +190,49 @@ def test_drag_that_arrives_early_still_gets_evenly_spaced_video_frames(tiny_chec
     for name in ("trajectory", "trajectory_overlay"):
         with Image.open(out / f"{name}.gif") as gif:
             assert gif.n_frames == expected
+
+
+def _complete(path: Path, G: Any) -> None:
+    """``path`` is a whole output file of ``dragkit drag`` (raises otherwise)."""
+    if path.suffix in (".png", ".gif"):
+        with Image.open(path) as im:
+            for i in range(getattr(im, "n_frames", 1)):
+                im.seek(i)
+                im.load()
+    elif path.suffix == ".mp4":
+        data = path.read_bytes()
+        assert data[4:8] == b"ftyp" and b"moov" in data, path  # ffmpeg writes the index last
+    elif path.suffix == ".json":
+        json.loads(path.read_text())
+    elif path.name == "session.pt":
+        DragSession.load(path, G)
+    else:
+        assert isinstance(torch.load(path, weights_only=True), torch.Tensor), path
+
+
+def test_sigkill_at_any_point_leaves_whole_files_and_the_next_run_removes_the_litter(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """``dragkit drag`` killed with SIGKILL at several points of a run: every file in the output folder is either
+    the previous run's or a complete new one; the next run leaves no temporary file behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    G = load_generator(tiny_checkpoint)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "dragkit", *_args(tiny_checkpoint, out, "--steps", "60", "--video-frames", "60")]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)  # a previous, complete run
+    whole_run = time.perf_counter() - start
+    for fraction in (0.6, 0.8, 0.9, 1.0):  # start-up, the drag, the videos, the last files
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(whole_run * fraction)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        for path in out.iterdir():
+            if not path.name.startswith("."):  # temporary files are hidden and removed by the next run
+                _complete(path, G)
+    assert main(_args(tiny_checkpoint, out, "--steps", "2")) == 0
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
