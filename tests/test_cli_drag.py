@@ -250,3 +250,14 @@ def test_exchange_swaps_two_folders_in_one_step(tmp_path: Path) -> None:
     assert [p.name for p in b.iterdir()] == ["new"] and [p.name for p in a.iterdir()] == ["old"]
     with pytest.raises(FileNotFoundError):
         exchange(tmp_path / "missing", a)
+
+
+def test_videos_do_not_change_the_edit(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Rendering video frames during the drag leaves the handles and the latent exactly as without videos."""
+    assert main(_args(tiny_checkpoint, tmp_path / "plain", "--no-video", "--steps", "9")) == 0
+    assert main(_args(tiny_checkpoint, tmp_path / "video", "--steps", "9", "--video-frames", "4")) == 0
+    plain, video = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("plain", "video"))
+    assert plain["handles"] == video["handles"] and plain["distances"] == video["distances"]
+    assert video["video_frames"] == 4
+    latents = [torch.load(tmp_path / d / "latent.pt", weights_only=True) for d in ("plain", "video")]
+    assert torch.equal(*latents)
