@@ -135,7 +135,7 @@ def test_trajectory_frames_write_plain_and_overlay_in_order(tmp_path: Path) -> N
     for position in (4, 0, 2):
         video.add(position, np.full((64, 32, 3), 40 * position, np.uint8), [(8, 8)], [(24, 56)])
     assert video.positions == [0, 2, 4] and video.shape == (32, 16)
-    plain, overlay = video.write(tmp_path / "v.gif", tmp_path / "o.gif", fps=10)
+    plain, overlay = video.write([(tmp_path / "v.gif", False, None), (tmp_path / "o.gif", True, None)], fps=10)
     with Image.open(plain) as a, Image.open(overlay) as b:
         assert a.n_frames == b.n_frames == 3 and a.size == (16, 32)
         means = []

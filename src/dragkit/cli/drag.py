@@ -214,8 +214,16 @@ def run(args: argparse.Namespace) -> int:
                 out_image = sess.generator.synthesize(latents[position], 0).image
             assert out_image is not None
             video.add(position, to_uint8(out_image)[0], trajectory.get(position, final.handles), final.targets)
-        video.write(out / "trajectory.mp4", out / "trajectory_overlay.mp4", args.fps)
-        video.write(out / "trajectory.gif", out / "trajectory_overlay.gif", args.fps, args.gif_size or None)
+        gif_size = args.gif_size or None
+        video.write(
+            [
+                (out / "trajectory.mp4", False, None),
+                (out / "trajectory_overlay.mp4", True, None),
+                (out / "trajectory.gif", False, gif_size),
+                (out / "trajectory_overlay.gif", True, gif_size),
+            ],
+            args.fps,
+        )
     video_seconds = time.perf_counter() - video_start
     save_png(image, out / "final.png")
     save_png(draw_points(image, final.handles, final.targets, mask), out / "final_overlay.png")

@@ -91,19 +91,19 @@ class TrajectoryFrames:
         scaled = [[(float(x) * sx, float(y) * sy) for x, y in pts] for pts in (handles, targets)]
         self._frames[position] = (a, scaled[0], scaled[1])
 
-    def write(self, video: Path, overlay: Path | None, fps: float, size: int | None = None) -> list[Path]:
-        """Write the frames in order to ``video`` and, with points and mask drawn, to ``overlay`` (each ``.mp4`` or
-        ``.gif``; the longer side at most ``size``, default the frames' size). Returns the paths written."""
+    def write(self, outputs: Sequence[tuple[Path, bool, int | None]], fps: float) -> list[Path]:
+        """Write the frames in order to every (path, overlay, size) of ``outputs``: ``.mp4`` or ``.gif``, with points
+        and mask drawn when ``overlay``, the longer side at most ``size`` (None: the frames' size). Each overlay is
+        drawn once per frame, whatever the number of files. Returns the paths written."""
         if not self._frames:
-            raise InvalidInputError(f"{video}: no frames to write")
-        writers = [(VideoWriter(video, fps, size), False)]
-        if overlay is not None:
-            writers.append((VideoWriter(overlay, fps, size), True))
+            raise InvalidInputError(f"{outputs[0][0] if outputs else 'video'}: no frames to write")
+        writers = [(VideoWriter(path, fps, size), overlay) for path, overlay, size in outputs]
         try:
             for position in self.positions:
                 frame, handles, targets = self._frames[position]
-                for writer, draw in writers:
-                    writer.append(draw_points(frame, handles, targets, self._mask) if draw else frame)
+                drawn = draw_points(frame, handles, targets, self._mask) if any(o for _, o in writers) else frame
+                for writer, overlay in writers:
+                    writer.append(drawn if overlay else frame)
         except BaseException as exc:
             for writer, _ in writers:
                 writer.__exit__(type(exc), exc, exc.__traceback__)
