@@ -463,3 +463,280 @@ def child(obj: Persistent, *names: str) -> Persistent:
     for name in names:
         obj = obj.meta["state"]["_modules"][name]
     return obj
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# StyleGAN3 (stylegan3 repo layout) and StyleGAN-Human (ADA layout with ``square``)
+
+
+def _sg3_attrs(m: nn.Module, G: Any) -> tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+    """(class name, _init_args, _init_kwargs, plain attributes) the stylegan3 repo's classes record."""
+    import dragkit.nn.stylegan3 as sg3
+
+    cfg = G.config
+    if isinstance(m, sg2.FullyConnectedLayer):
+        out_f, in_f = m.weight.shape
+        lr = m.bias_gain
+        attrs = {"in_features": in_f, "out_features": out_f, "activation": m.activation}
+        attrs.update(weight_gain=lr / np.sqrt(in_f), bias_gain=lr)
+        return "FullyConnectedLayer", (in_f, out_f), {"activation": m.activation, "lr_multiplier": lr}, attrs
+    if isinstance(m, sg2.MappingNetwork):
+        kw = {"z_dim": m.z_dim, "c_dim": m.c_dim, "w_dim": m.w_dim, "num_ws": m.num_ws, "num_layers": m.num_layers}
+        return "MappingNetwork", (), kw, {**kw, "w_avg_beta": 0.998}
+    if isinstance(m, sg3.SynthesisInput):
+        kw = {"w_dim": cfg.w_dim, "channels": m.channels, "size": m.size}
+        kw.update(sampling_rate=m.sampling_rate, bandwidth=m.bandwidth)
+        attrs = {**kw, "size": np.array([m.size, m.size])}
+        return "SynthesisInput", (), kw, attrs
+    if isinstance(m, sg3.SynthesisLayer):
+        s = m.spec
+        kw = {
+            "w_dim": cfg.w_dim,
+            "is_torgb": s.is_torgb,
+            "is_critically_sampled": s.is_critically_sampled,
+            "use_fp16": False,
+            "in_channels": s.in_channels,
+            "out_channels": s.out_channels,
+            "in_size": s.in_size,
+            "out_size": s.out_size,
+            "in_sampling_rate": s.in_sampling_rate,
+            "out_sampling_rate": s.out_sampling_rate,
+            "in_cutoff": np.float64(s.in_cutoff),
+            "out_cutoff": np.float64(s.out_cutoff),
+            "in_half_width": np.float64(s.in_half_width),
+            "out_half_width": np.float64(s.out_half_width),
+            "conv_kernel": cfg.conv_kernel,
+            "use_radial_filters": cfg.use_radial_filters,
+            "conv_clamp": cfg.conv_clamp,
+            "magnitude_ema_beta": 0.999,
+        }
+        attrs = {**kw, "in_size": np.array([s.in_size] * 2), "out_size": np.array([s.out_size] * 2)}
+        attrs.update(
+            tmp_sampling_rate=s.tmp_sampling_rate,
+            conv_kernel=s.conv_kernel,
+            up_factor=s.up_factor,
+            up_taps=s.up_taps,
+            down_factor=s.down_factor,
+            down_taps=s.down_taps,
+            down_radial=s.down_radial,
+            padding=list(s.padding),
+        )
+        del attrs["use_radial_filters"]
+        return "SynthesisLayer", (), kw, attrs
+    if isinstance(m, sg3.SynthesisNetwork):
+        kw = {"w_dim": cfg.w_dim, "img_resolution": cfg.img_resolution, "img_channels": cfg.img_channels}
+        kw.update(_sg3_synthesis_kwargs(cfg))
+        attrs = {
+            "w_dim": cfg.w_dim,
+            "num_ws": G.num_ws,
+            "img_resolution": cfg.img_resolution,
+            "img_channels": cfg.img_channels,
+            "num_layers": cfg.num_layers,
+            "num_critical": cfg.num_critical,
+            "margin_size": cfg.margin_size,
+            "output_scale": cfg.output_scale,
+            "num_fp16_res": cfg.num_fp16_res,
+            "layer_names": list(m.layer_names),
+        }
+        return "SynthesisNetwork", (), kw, attrs
+    raise TypeError(f"no stylegan3-repo counterpart for {type(m).__name__}")
+
+
+def _sg3_synthesis_kwargs(cfg: Any) -> dict[str, Any]:
+    kw: dict[str, Any] = {
+        "channel_base": cfg.channel_base,
+        "channel_max": cfg.channel_max,
+        "magnitude_ema_beta": 0.999,
+        "num_fp16_res": cfg.num_fp16_res,
+    }
+    if cfg.name == "R":
+        kw.update(conv_kernel=1, use_radial_filters=True)
+    return kw
+
+
+def _wrap_sg3(m: nn.Module, G: Any, ns: types.SimpleNamespace) -> Persistent:
+    state = _torch_state(m, "sg3")
+    state["_modules"] = {name: _wrap_sg3(child, G, ns) for name, child in m._modules.items() if child is not None}
+    if m is G:
+        cfg = G.config
+        kwargs = {
+            "z_dim": cfg.z_dim,
+            "c_dim": cfg.c_dim,
+            "w_dim": cfg.w_dim,
+            "img_resolution": cfg.img_resolution,
+            "img_channels": cfg.img_channels,
+            "mapping_kwargs": ns.EasyDict(num_layers=cfg.mapping_layers),
+            **_sg3_synthesis_kwargs(cfg),
+        }
+        attrs = {k: kwargs[k] for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")}
+        attrs["num_ws"] = G.num_ws
+        name, args = "Generator", ()
+    else:
+        name, args, kwargs, attrs = _sg3_attrs(m, G)
+    state.update(attrs)
+    state["_init_args"] = args
+    state["_init_kwargs"] = kwargs
+    return Persistent(ns.reconstruct, name, state, "# stylegan3 networks_stylegan3.py stand-in\n")
+
+
+def stylegan3_snapshot(G: Any, patch: Callable[[dict[str, Any], types.SimpleNamespace], None] | None = None) -> bytes:
+    """The bytes of a stylegan3-repo training snapshot whose ``G_ema`` holds the StyleGAN3 generator ``G``."""
+    with nvidia_modules() as ns:
+        data = {
+            "G": _wrap_sg3(G, G, ns),
+            "D": None,
+            "G_ema": _wrap_sg3(G, G, ns),
+            "augment_pipe": None,
+            "training_set_kwargs": None,
+        }
+        if patch is not None:
+            patch(data, ns)
+        return pickle.dumps(data, protocol=4)
+
+
+def human_snapshot(G: StyleGAN2Generator) -> bytes:
+    """A StyleGAN-Human pickle: the ADA layout plus ``square`` (False) recorded on the generator."""
+    assert not G.config.square
+
+    def patch(data: dict[str, Any], ns: types.SimpleNamespace) -> None:
+        for key in ("G", "G_ema"):
+            st = data[key].meta["state"]
+            st["square"] = False
+            st["_init_kwargs"]["square"] = False
+
+    return nvidia_snapshot_with(G, "ada", 3, patch=patch)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TF-era StyleGAN2 (dnnlib.tflib.network.Network states)
+
+_TF_MODULES = ("dnnlib", "dnnlib.tflib", "dnnlib.tflib.network")
+
+
+@contextlib.contextmanager
+def tf_network_class() -> Iterator[type]:
+    """A throwaway ``dnnlib.tflib.network.Network`` that pickles as the TF classes did: global + BUILD state."""
+    saved = {name: sys.modules.get(name) for name in _TF_MODULES}
+    mods = {name: types.ModuleType(name) for name in _TF_MODULES}
+
+    class Network:
+        def __init__(self, state: dict[str, Any]) -> None:
+            self.state = state
+
+        def __getstate__(self) -> dict[str, Any]:
+            return self.state
+
+    Network.__module__, Network.__qualname__ = "dnnlib.tflib.network", "Network"
+    mods["dnnlib.tflib.network"].Network = Network  # type: ignore[attr-defined]
+    sys.modules.update(mods)
+    try:
+        yield Network
+    finally:
+        for name, mod in saved.items():
+            if mod is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = mod
+
+
+def to_tf_variables(G: StyleGAN2Generator) -> dict[str, dict[str, np.ndarray]]:
+    """``G``'s weights as TF-era variables, per component ('' = Gs itself, 'mapping', 'synthesis'): the inverse of
+    NVIDIA's legacy conversion, written out longhand (transposes, spatial flips, ``mod_bias − 1``, noise order)."""
+    cfg = G.config
+    s = {k: v.detach().numpy().astype(np.float32) for k, v in G.state_dict().items()}
+    top = {"lod": np.float32(0.0), "dlatent_avg": s["mapping.w_avg"]}
+    mapping: dict[str, np.ndarray] = {}
+    if cfg.c_dim > 0:
+        mapping["LabelEmbed/weight"] = s["mapping.embed.weight"].T.copy()
+        mapping["LabelEmbed/bias"] = s["mapping.embed.bias"]
+    for i in range(cfg.mapping_layers):
+        mapping[f"Dense{i}/weight"] = s[f"mapping.fc{i}.weight"].T.copy()
+        mapping[f"Dense{i}/bias"] = s[f"mapping.fc{i}.bias"]
+    syn: dict[str, np.ndarray] = {"4x4/Const/const": s["synthesis.b4.const"][None]}
+
+    def tf_conv(w: np.ndarray, flip: bool = False) -> np.ndarray:
+        w = w.transpose(2, 3, 1, 0)  # [out, in, kh, kw] → [kh, kw, in, out]
+        return (w[::-1, ::-1] if flip else w).copy()
+
+    def layer(scope: str, src: str, noise: int, flip: bool) -> None:
+        syn[f"{scope}/weight"] = tf_conv(s[f"{src}.weight"], flip)
+        syn[f"{scope}/bias"] = s[f"{src}.bias"]
+        syn[f"{scope}/mod_weight"] = s[f"{src}.affine.weight"].T.copy()
+        syn[f"{scope}/mod_bias"] = s[f"{src}.affine.bias"] - 1
+        syn[f"{scope}/noise_strength"] = s[f"{src}.noise_strength"]
+        syn[f"noise{noise}"] = s[f"{src}.noise_const"][None, None]
+
+    for res in cfg.block_resolutions:
+        log2 = int(np.log2(res))
+        if res == 4:
+            layer("4x4/Conv", "synthesis.b4.conv1", 0, False)
+        else:
+            layer(f"{res}x{res}/Conv0_up", f"synthesis.b{res}.conv0", log2 * 2 - 5, True)
+            layer(f"{res}x{res}/Conv1", f"synthesis.b{res}.conv1", log2 * 2 - 4, False)
+            if cfg.architecture == "resnet":
+                syn[f"{res}x{res}/Skip/weight"] = tf_conv(s[f"synthesis.b{res}.skip.weight"], True)
+        if cfg.architecture == "skip" or res == cfg.img_resolution:
+            syn[f"{res}x{res}/ToRGB/weight"] = tf_conv(s[f"synthesis.b{res}.torgb.weight"])
+            syn[f"{res}x{res}/ToRGB/bias"] = s[f"synthesis.b{res}.torgb.bias"]
+            syn[f"{res}x{res}/ToRGB/mod_weight"] = s[f"synthesis.b{res}.torgb.affine.weight"].T.copy()
+            syn[f"{res}x{res}/ToRGB/mod_bias"] = s[f"synthesis.b{res}.torgb.affine.bias"] - 1
+    return {"": top, "mapping": mapping, "synthesis": syn}
+
+
+def tf_static_kwargs(G: StyleGAN2Generator) -> dict[str, Any]:
+    """The ``static_kwargs`` a TF-era ``Gs`` of ``G``'s configuration records."""
+    cfg = G.config
+    kw: dict[str, Any] = {
+        "latent_size": cfg.z_dim,
+        "label_size": cfg.c_dim,
+        "dlatent_size": cfg.w_dim,
+        "resolution": cfg.img_resolution,
+        "num_channels": cfg.img_channels,
+        "mapping_layers": cfg.mapping_layers,
+        "fmap_base": cfg.channel_base // 2,
+        "fmap_max": cfg.channel_max,
+        "architecture": cfg.architecture,
+        "truncation_psi": 0.5,
+    }
+    return kw
+
+
+def tf_snapshot(
+    G: StyleGAN2Generator,
+    patch: Callable[[dict[str, Any]], None] | None = None,
+    build_module_src: str = "def G_main(): pass\n",
+) -> bytes:
+    """The bytes of a TF-era ``(G, D, Gs)`` pickle whose ``Gs`` holds ``G``'s weights (``G`` is a nudged copy,
+    ``D`` an empty network). ``patch(gs_state)`` may edit Gs's state before pickling."""
+    variables = to_tf_variables(G)
+
+    def net(
+        Network: type, name: str, func: str, kwargs: dict[str, Any], vars_: dict[str, np.ndarray], comps: Any
+    ) -> Any:
+        state = {
+            "version": 4,
+            "name": name,
+            "static_kwargs": kwargs,
+            "components": comps,
+            "build_module_src": build_module_src,
+            "build_func_name": func,
+            "variables": list(vars_.items()),
+        }
+        return Network(state)
+
+    with tf_network_class() as Network:
+        kwargs = tf_static_kwargs(G)
+
+        def full(scale: float) -> Any:
+            vs = {c: {k: v * scale for k, v in d.items()} for c, d in variables.items()}
+            comps = {
+                "mapping": net(Network, "G_mapping", "G_mapping", kwargs, vs["mapping"], {}),
+                "synthesis": net(Network, "G_synthesis", "G_synthesis_stylegan2", kwargs, vs["synthesis"], {}),
+            }
+            return net(Network, "G" if scale != 1 else "Gs", "G_main", kwargs, vs[""], comps)
+
+        G_tf, Gs = full(1.01), full(1.0)
+        D = net(Network, "D", "D_stylegan2", {"resolution": G.img_resolution}, {}, {})
+        if patch is not None:
+            patch(Gs.state)
+        return pickle.dumps((G_tf, D, Gs), protocol=3)

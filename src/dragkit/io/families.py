@@ -38,6 +38,7 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "stylegan2": Family("stylegan2", "dragkit.nn.stylegan2", "StyleGAN2Config", "StyleGAN2Generator"),
+    "stylegan3": Family("stylegan3", "dragkit.nn.stylegan3", "StyleGAN3Config", "StyleGAN3Generator"),
     "mobilestylegan": Family(
         "mobilestylegan", "dragkit.nn.mobilestylegan", "MobileStyleGANConfig", "MobileStyleGANGenerator"
     ),

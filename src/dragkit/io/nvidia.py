@@ -13,15 +13,17 @@ StyleGAN2 flattens the synthesis ones) as hints and defaults.
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from dragkit.errors import CheckpointError
 from dragkit.io.base import ParsedCheckpoint, filter_from_buffer, fit_channels
-from dragkit.io.safe_pickle import PersistentStub, SafeLoadResult, TFNetworkStub, safe_load
+from dragkit.io.safe_pickle import PersistentStub, SafeLoadResult, safe_load
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +55,6 @@ def _as_int(value: Any, what: str, source: Path) -> int:
 def _pick_network(obj: Any, source: Path) -> tuple[PersistentStub, str]:
     if isinstance(obj, PersistentStub):
         return obj, "<root>"
-    values = list(obj.values()) if isinstance(obj, dict) else list(obj) if isinstance(obj, (tuple, list)) else []
-    if any(isinstance(v, TFNetworkStub) for v in values):
-        raise CheckpointError(
-            f"{source}: TF-era StyleGAN2 pickle (dnnlib.tflib networks) — not supported yet; "
-            "convert it with NVIDIA's stylegan2-ada-pytorch legacy.py first"
-        )
     if isinstance(obj, dict):
         for key in ("G_ema", "G"):
             if isinstance(obj.get(key), PersistentStub):
@@ -116,7 +112,7 @@ def _detect_family(G: PersistentStub, source: Path) -> str:
         )
     names = set(synthesis.children())
     if "input" in names and any(n.startswith("L0_") for n in names):
-        raise CheckpointError(f"{source}: StyleGAN3 generator (synthesis.input, L0_…) — not supported yet")
+        return "stylegan3"
     if "b4" in names:
         return "stylegan2"
     raise CheckpointError(
@@ -224,6 +220,7 @@ def _stylegan2_config(G: PersistentStub, state: dict[str, torch.Tensor], source:
         "conv_clamp": None if conv_clamp is None else float(conv_clamp),
         "architecture": str(architecture),
         "use_noise": bool(use_noise),
+        "square": bool(G.attr("square", gkw.get("square", True))),
     }
     if resample is not None:
         kwargs["resample_filter"] = tuple(int(v) for v in resample)
@@ -233,14 +230,151 @@ def _stylegan2_config(G: PersistentStub, state: dict[str, torch.Tensor], source:
         raise CheckpointError(f"{source}: unsupported StyleGAN2 configuration ({exc})") from None
 
 
+def _number(value: Any, what: str, source: Path) -> float:
+    """``value`` as a finite float if it is a real number (Python or numpy), else CheckpointError."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value)):
+        return float(value)
+    raise CheckpointError(f"{source}: {what} is {value!r}, expected a number")
+
+
+def _size(value: Any, what: str, source: Path) -> int:
+    """A recorded spatial size: an int, or NVIDIA's [width, height] array of a square layer."""
+    if isinstance(value, np.ndarray) and value.shape == (2,) and value[0] == value[1]:
+        value = value[0]
+    return _as_int(value, what, source)
+
+
+# The recorded layer attributes that must agree with the geometry dragkit computes from the config.
+_SG3_CHECKS = (
+    ("in_size", "in_size"),
+    ("out_size", "out_size"),
+    ("in_sampling_rate", "in_sampling_rate"),
+    ("out_sampling_rate", "out_sampling_rate"),
+    ("up_factor", "up_factor"),
+    ("down_factor", "down_factor"),
+    ("up_taps", "up_taps"),
+    ("down_taps", "down_taps"),
+    ("down_radial", "down_radial"),
+    ("is_torgb", "is_torgb"),
+    ("conv_kernel", "conv_kernel"),
+)
+
+
+def _stylegan3_config(G: PersistentStub, state: dict[str, torch.Tensor], source: Path) -> tuple[Any, str]:
+    """StyleGAN3's config from the Generator's recorded kwargs (flattened synthesis kwargs, nested
+    ``mapping_kwargs``), the synthesis network's and its layers' attributes; then every layer's recorded geometry
+    (sizes, sampling rates, resampling factors, taps, padding, cutoffs) is checked against the one computed."""
+    from dragkit.nn.stylegan3 import StyleGAN3Config, layer_specs
+
+    children = G.children()
+    mapping: PersistentStub = children["mapping"]
+    synthesis: PersistentStub = children["synthesis"]
+    gkw = G.init_kwargs
+    syn_kw = {k: v for k, v in gkw.items() if k not in _G_ARGS}
+    syn_kw.update(synthesis.init_kwargs)
+    map_kw = dict(gkw.get("mapping_kwargs") or {})
+    map_kw.update(mapping.init_kwargs)
+
+    def top(name: str) -> int:
+        value = G.attr(name, gkw.get(name))
+        if value is None:
+            raise CheckpointError(f"{source}: generator records no {name}")
+        return _as_int(value, name, source)
+
+    names = synthesis.attr("layer_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{source}: StyleGAN3 synthesis network records no layer_names")
+    layers: list[PersistentStub] = []
+    for n in names:
+        layer = synthesis.children().get(n)
+        if not isinstance(layer, PersistentStub):
+            raise CheckpointError(f"{source}: StyleGAN3 layer_names names {n!r}, which the network does not have")
+        layers.append(layer)
+    first, last = layers[0], layers[-1]
+    num_layers = len(names) - 1
+    fc0 = mapping.children().get("fc0")
+    lr_mul = fc0.attr("bias_gain", map_kw.get("lr_multiplier", 0.01)) if isinstance(fc0, PersistentStub) else 0.01
+    up = _as_int(first.attr("up_factor", 1), "L0 up_factor", source)
+    lrelu_up = _number(first.attr("tmp_sampling_rate"), "L0 tmp_sampling_rate", source) / max(
+        _number(first.attr("in_sampling_rate"), "L0 in_sampling_rate", source),
+        _number(first.attr("out_sampling_rate"), "L0 out_sampling_rate", source),
+    )
+    radial = any(bool(layer.attr("down_radial", False)) for layer in layers)
+    conv_clamp = first.attr("conv_clamp", syn_kw.get("conv_clamp", 256))
+    kwargs: dict[str, Any] = {
+        "z_dim": top("z_dim"),
+        "c_dim": top("c_dim"),
+        "w_dim": top("w_dim"),
+        "img_resolution": top("img_resolution"),
+        "img_channels": top("img_channels"),
+        "mapping_layers": _as_int(mapping.attr("num_layers", map_kw.get("num_layers", 2)), "num_layers", source),
+        "mapping_lr_multiplier": _number(lr_mul, "mapping lr_multiplier", source),
+        "channel_base": _as_int(syn_kw.get("channel_base", 32768), "channel_base", source),
+        "channel_max": _as_int(syn_kw.get("channel_max", 512), "channel_max", source),
+        "num_layers": num_layers,
+        "num_critical": _as_int(synthesis.attr("num_critical", syn_kw.get("num_critical", 2)), "num_critical", source),
+        "first_cutoff": _number(syn_kw.get("first_cutoff", 2), "first_cutoff", source),
+        "first_stopband": _number(syn_kw.get("first_stopband", 2**2.1), "first_stopband", source),
+        "last_stopband_rel": _number(syn_kw.get("last_stopband_rel", 2**0.3), "last_stopband_rel", source),
+        "margin_size": _as_int(synthesis.attr("margin_size", syn_kw.get("margin_size", 10)), "margin_size", source),
+        "output_scale": _number(
+            synthesis.attr("output_scale", syn_kw.get("output_scale", 0.25)), "output_scale", source
+        ),
+        "num_fp16_res": _as_int(synthesis.attr("num_fp16_res", syn_kw.get("num_fp16_res", 4)), "num_fp16_res", source),
+        "conv_kernel": _as_int(first.attr("conv_kernel", syn_kw.get("conv_kernel", 3)), "conv_kernel", source),
+        "filter_size": _as_int(first.attr("up_taps", 6 * up), "L0 up_taps", source) // up if up > 1 else 6,
+        "lrelu_upsampling": _as_int(lrelu_up, "lrelu_upsampling", source),
+        "use_radial_filters": radial,
+        "conv_clamp": None if conv_clamp is None else _number(conv_clamp, "conv_clamp", source),
+    }
+    if not bool(last.attr("is_torgb", True)):
+        raise CheckpointError(f"{source}: the last StyleGAN3 layer {names[-1]!r} is not the ToRGB layer")
+    try:
+        config = StyleGAN3Config(**kwargs)
+        specs = layer_specs(config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: unsupported StyleGAN3 configuration ({exc})") from None
+    for spec, name, layer in zip(specs, names, layers, strict=True):
+        if spec.name != name:
+            raise CheckpointError(f"{source}: layer {name!r} should be {spec.name!r} for this configuration")
+        for attr, field_name in _SG3_CHECKS:
+            recorded = layer.attr(attr)
+            if recorded is None:
+                continue
+            expected = getattr(spec, field_name)
+            got = bool(recorded) if isinstance(expected, bool) else _size(recorded, f"{name}.{attr}", source)
+            if got != expected:
+                raise CheckpointError(f"{source}: {name}.{attr} is {got}, this configuration computes {expected}")
+        padding = layer.attr("padding")
+        if padding is not None and [int(p) for p in padding] != list(spec.padding):
+            raise CheckpointError(f"{source}: {name}.padding is {padding}, this configuration computes {spec.padding}")
+        for attr in ("in_cutoff", "out_cutoff"):
+            recorded = layer.attr(attr)
+            if recorded is not None and not math.isclose(
+                _number(recorded, f"{name}.{attr}", source), getattr(spec, attr), rel_tol=1e-9
+            ):
+                raise CheckpointError(
+                    f"{source}: {name}.{attr} is {recorded}, this configuration computes a different one"
+                )
+    return config, "flattened synthesis kwargs (stylegan3 repo)"
+
+
 def parse_nvidia(loaded: SafeLoadResult, source: Path) -> ParsedCheckpoint:
-    """Turn an unpickled NVIDIA pickle (stubs) into a :class:`ParsedCheckpoint`."""
+    """Turn an unpickled NVIDIA pickle (stubs) into a :class:`ParsedCheckpoint` (TF-era pickles are handed to
+    :func:`dragkit.io.tf_stylegan2.parse_tf`)."""
+    from dragkit.io.tf_stylegan2 import is_tf_pickle, parse_tf
+
+    if is_tf_pickle(loaded.obj):
+        return parse_tf(loaded, source)
     G, key = _pick_network(loaded.obj, source)
     _check_stub(G, source)
     family = _detect_family(G, source)
     state = collect_state_dict(G, source)
     try:
-        config, layout = _stylegan2_config(G, state, source)
+        if family == "stylegan3":
+            config, layout = _stylegan3_config(G, state, source)
+        else:
+            config, layout = _stylegan2_config(G, state, source)
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:  # odd attribute types/shapes
         raise CheckpointError(f"{source}: malformed generator record ({type(exc).__name__}: {exc})") from None
     top_keys = sorted(map(str, loaded.obj)) if isinstance(loaded.obj, dict) else []

@@ -69,7 +69,8 @@ def upfirdn2d(
 ) -> torch.Tensor:
     """Upsample by zero insertion, pad, convolve with the 2-D FIR ``f``, downsample by dropping pixels.
 
-    x: [N, C, H, W]; f: [k, k] (or None = identity); padding: (x0, x1, y0, y1), negative values crop.
+    x: [N, C, H, W]; f: [k, k], or [k] for a separable filter applied along width then height (or None =
+    identity); padding: (x0, x1, y0, y1), negative values crop.
     Follows NVIDIA's ``_upfirdn2d_ref`` (filter flipped, so this is a true convolution).
     """
     if f is None:
@@ -83,9 +84,12 @@ def upfirdn2d(
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     f = f * (gain ** (f.ndim / 2))
-    f = f.to(x.dtype).flip([0, 1])
-    weight = f[None, None].repeat(c, 1, 1, 1)
-    x = F.conv2d(x, weight, groups=c)
+    f = f.to(x.dtype).flip(list(range(f.ndim)))
+    if f.ndim == 2:
+        x = F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
+    else:  # separable: along width, then along height
+        x = F.conv2d(x, f.reshape(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+        x = F.conv2d(x, f.reshape(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x

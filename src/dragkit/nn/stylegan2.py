@@ -48,7 +48,7 @@ class StyleGAN2Config:
     z_dim: int = 512  # input latent size (0 = unconditional-only models without z are not supported)
     c_dim: int = 0  # conditioning label size, 0 = unconditional
     w_dim: int = 512  # intermediate latent size
-    img_resolution: int = 1024  # output height = width, a power of two ≥ 4
+    img_resolution: int = 1024  # output height (= width unless ``square`` is False), a power of two ≥ 4
     img_channels: int = 3  # output channels
     mapping_layers: int = 8  # fully-connected layers in the mapping network
     mapping_lr_multiplier: float = 0.01  # equalised-lr multiplier of the mapping layers
@@ -62,6 +62,7 @@ class StyleGAN2Config:
     architecture: str = "skip"  # 'skip' (default), 'resnet' or 'orig'
     resample_filter: tuple[int, ...] = (1, 3, 3, 1)  # low-pass FIR used for upsampling
     use_noise: bool = True  # per-pixel noise inputs exist
+    square: bool = True  # False = StyleGAN-Human's full-body layout: images (and every map) are half as wide as high
 
     def __post_init__(self) -> None:
         log2 = math.log2(self.img_resolution) if self.img_resolution > 0 else -1
@@ -82,6 +83,10 @@ class StyleGAN2Config:
         """[4, 8, …, img_resolution]."""
         return [2**i for i in range(2, int(math.log2(self.img_resolution)) + 1)]
 
+    def width(self, res: int) -> int:
+        """Width of the maps at height ``res``: ``res``, or ``res // 2`` for non-square models."""
+        return res if self.square else res // 2
+
     def channels(self, res: int) -> int:
         """Feature channels of the block at resolution ``res``."""
         return min(self.channel_base // res, self.channel_max)
@@ -99,7 +104,7 @@ class StyleGAN2Config:
             fan_in = self.z_dim + embed if i == 0 else hidden
             yield f"mapping.fc{i}.weight", (self.w_dim if i == self.mapping_layers - 1 else hidden, fan_in)
         yield "mapping.w_avg", (self.w_dim,)
-        yield "synthesis.b4.const", (self.channels(4), 4, 4)
+        yield "synthesis.b4.const", (self.channels(4), 4, self.width(4))
         taps = len(self.resample_filter)
         for res in self.block_resolutions:
             c = self.channels(res)
@@ -158,27 +163,33 @@ class MappingNetwork(nn.Module):
 
     w_avg: torch.Tensor
 
-    def __init__(self, cfg: StyleGAN2Config, num_ws: int) -> None:
+    def __init__(
+        self,
+        z_dim: int,  # input latent size
+        c_dim: int,  # label size, 0 = unconditional
+        w_dim: int,  # output latent size
+        num_ws: int,  # how many copies of w the output holds
+        num_layers: int,  # fully-connected layers
+        lr_multiplier: float = 0.01,  # equalised-lr multiplier of the layers
+        embed_features: int | None = None,  # label embedding size (None = w_dim)
+        layer_features: int | None = None,  # hidden size (None = w_dim)
+        activation: str = "lrelu",  # activation of every layer
+    ) -> None:
         super().__init__()
-        self.z_dim = cfg.z_dim
-        self.c_dim = cfg.c_dim
-        self.w_dim = cfg.w_dim
+        self.z_dim = z_dim
+        self.c_dim = c_dim
+        self.w_dim = w_dim
         self.num_ws = num_ws
-        self.num_layers = cfg.mapping_layers
-        embed = (cfg.mapping_embed_features or cfg.w_dim) if cfg.c_dim > 0 else 0
-        hidden = cfg.mapping_layer_features or cfg.w_dim
-        feats = [cfg.z_dim + embed] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
-        if cfg.c_dim > 0:
-            self.embed = FullyConnectedLayer(cfg.c_dim, embed)
-        for i in range(cfg.mapping_layers):
-            layer = FullyConnectedLayer(
-                feats[i],
-                feats[i + 1],
-                activation=cfg.mapping_activation,
-                lr_multiplier=cfg.mapping_lr_multiplier,
-            )
+        self.num_layers = num_layers
+        embed = (embed_features or w_dim) if c_dim > 0 else 0
+        hidden = layer_features or w_dim
+        feats = [z_dim + embed] + [hidden] * (num_layers - 1) + [w_dim]
+        if c_dim > 0:
+            self.embed = FullyConnectedLayer(c_dim, embed)
+        for i in range(num_layers):
+            layer = FullyConnectedLayer(feats[i], feats[i + 1], activation=activation, lr_multiplier=lr_multiplier)
             setattr(self, f"fc{i}", layer)
-        self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
+        self.register_buffer("w_avg", torch.zeros([w_dim]))
 
     def forward(
         self,
@@ -221,15 +232,17 @@ class SynthesisLayer(nn.Module):
         in_channels: int,  # input feature channels
         out_channels: int,  # output feature channels
         w_dim: int,  # latent size feeding the style affine
-        resolution: int,  # output resolution
+        resolution: int,  # output resolution (height)
         up: int = 1,  # 2 = upsample by 2 first
         use_noise: bool = True,  # has noise inputs
         conv_clamp: float | None = None,  # output clamp
         resample_filter: tuple[int, ...] = (1, 3, 3, 1),  # FIR for upsampling
         kernel_size: int = 3,  # convolution kernel size
+        width: int | None = None,  # output width (None = resolution)
     ) -> None:
         super().__init__()
         self.resolution = resolution
+        self.width = resolution if width is None else width
         self.up = up
         self.use_noise = use_noise
         self.conv_clamp = conv_clamp
@@ -239,7 +252,7 @@ class SynthesisLayer(nn.Module):
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
         if use_noise:
-            self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+            self.register_buffer("noise_const", torch.randn([resolution, self.width]))
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
@@ -248,7 +261,7 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
+            noise = torch.randn([x.shape[0], 1, self.resolution, self.width], device=x.device)
             noise = noise * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
@@ -328,7 +341,7 @@ class SynthesisBlock(nn.Module):
         self.num_conv = 0
         self.num_torgb = 0
         if in_channels == 0:
-            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+            self.const = nn.Parameter(torch.randn([out_channels, resolution, cfg.width(resolution)]))
         else:
             self.conv0 = SynthesisLayer(
                 in_channels,
@@ -339,6 +352,7 @@ class SynthesisBlock(nn.Module):
                 use_noise=cfg.use_noise,
                 conv_clamp=cfg.conv_clamp,
                 resample_filter=cfg.resample_filter,
+                width=cfg.width(resolution),
             )
             self.num_conv += 1
         self.conv1 = SynthesisLayer(
@@ -349,6 +363,7 @@ class SynthesisBlock(nn.Module):
             use_noise=cfg.use_noise,
             conv_clamp=cfg.conv_clamp,
             resample_filter=cfg.resample_filter,
+            width=cfg.width(resolution),
         )
         self.num_conv += 1
         if self.is_last or cfg.architecture == "skip":
@@ -458,7 +473,17 @@ class StyleGAN2Generator(nn.Module):
         self.img_channels = config.img_channels
         self.synthesis = SynthesisNetwork(config)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(config, self.num_ws)
+        self.mapping = MappingNetwork(
+            config.z_dim,
+            config.c_dim,
+            config.w_dim,
+            self.num_ws,
+            num_layers=config.mapping_layers,
+            lr_multiplier=config.mapping_lr_multiplier,
+            embed_features=config.mapping_embed_features,
+            layer_features=config.mapping_layer_features,
+            activation=config.mapping_activation,
+        )
 
     # -- protocol ---------------------------------------------------------------------------------------------
     @property
@@ -469,7 +494,7 @@ class StyleGAN2Generator(nn.Module):
     @property
     def img_shape(self) -> tuple[int, int]:
         """(H, W) in pixels."""
-        return (self.img_resolution, self.img_resolution)
+        return (self.img_resolution, self.config.width(self.img_resolution))
 
     def feature_levels(self) -> list[FeatureLevel]:
         """One level per synthesis block: index k is block ``b{4·2^k}``, its ``x`` output (not the RGB skip)."""
