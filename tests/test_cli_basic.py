@@ -51,7 +51,7 @@ def test_generate_conditional_needs_class(tmp_path: Path, capsys: pytest.Capture
     path = write_nvidia_pickle(G, tmp_path / "cond.pkl")
     args = ["generate", "--network", str(path), "--seeds", "1", "--outdir", str(tmp_path / "o")]
     assert main(args) == 2
-    assert "--class-idx must be in [0, 2]" in capsys.readouterr().err
+    assert "--class: this model is conditional on 3 classes: the class must be in [0, 2]" in capsys.readouterr().err
     assert main([*args, "--class-idx", "2", "--noise-mode", "none"]) == 0
     assert (tmp_path / "o" / "seed0001.png").is_file()
 

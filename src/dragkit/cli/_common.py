@@ -26,13 +26,11 @@ def parse_device(text: str) -> torch.device:
 
 
 def class_label(G: Generator, class_idx: int | None, device: torch.device) -> torch.Tensor | None:
-    """One-hot label [1, c_dim] for a conditional network (``--class-idx``), None for an unconditional one."""
-    if G.c_dim > 0:
-        if class_idx is None or not 0 <= class_idx < G.c_dim:
-            raise InvalidInputError(f"conditional network: --class-idx must be in [0, {G.c_dim - 1}]")
-        c = torch.zeros([1, G.c_dim], device=device)
-        c[0, class_idx] = 1
-        return c
-    if class_idx is not None:
-        raise InvalidInputError("--class-idx given, but the network is unconditional")
-    return None
+    """One-hot label [1, c_dim] for a conditional network (``--class``), None for an unconditional one."""
+    from dragkit.nn.seeds import one_hot_label
+
+    try:
+        c = one_hot_label(G.c_dim, class_idx)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"--class: {exc}") from None
+    return None if c is None else c.to(device)

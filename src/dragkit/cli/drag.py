@@ -86,7 +86,15 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the starting image (default 0)")
     p.add_argument("--trunc", type=float, default=0.7, metavar="PSI", help="truncation psi (default 0.7)")
-    p.add_argument("--class-idx", type=int, default=None, metavar="N", help="class label for conditional models")
+    p.add_argument(
+        "--class",
+        "--class-idx",
+        dest="class_idx",
+        type=int,
+        default=None,
+        metavar="N",
+        help="class label of a conditional model, in [0, c_dim) (dragkit inspect shows c_dim)",
+    )
     p.add_argument("--handle", action="append", default=[], metavar="X,Y", help="handle point (repeatable)")
     p.add_argument("--target", action="append", default=[], metavar="X,Y", help="target point (repeatable)")
     p.add_argument("--mask", type=Path, default=None, metavar="PNG", help="movable region: white = movable")
@@ -160,7 +168,10 @@ def run(args: argparse.Namespace) -> int:
         z = z_from_seed(args.seed, G.z_dim).to(device)
         with torch.no_grad():
             ws = G.mapping(z, c, psi=args.trunc)
-        sess = DragSession(G, ws, config=config, model_id=str(network), meta={"seed": args.seed, "psi": args.trunc})
+        meta: dict[str, Any] = {"seed": args.seed, "psi": args.trunc}
+        if args.class_idx is not None:
+            meta["class"] = args.class_idx
+        sess = DragSession(G, ws, config=config, model_id=str(network), meta=meta)
     if handles:
         sess.set_points(handles, targets)
     if args.mask is not None:

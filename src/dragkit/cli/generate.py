@@ -40,7 +40,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--network", required=True, metavar="PATH", help="checkpoint path or model name")
     p.add_argument("--seeds", required=True, type=parse_seeds, metavar="LIST", help="e.g. 0-3,7")
     p.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi (default 1.0)")
-    p.add_argument("--class-idx", type=int, default=None, metavar="N", help="class label for conditional models")
+    p.add_argument(
+        "--class",
+        "--class-idx",
+        dest="class_idx",
+        type=int,
+        default=None,
+        metavar="N",
+        help="class label of a conditional model, in [0, c_dim) (dragkit inspect shows c_dim)",
+    )
     p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const", help="default const")
     p.add_argument("--outdir", required=True, type=Path, metavar="DIR", help="writes DIR/seed0000.png …")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")

@@ -111,15 +111,22 @@ class DragSession:
         psi: float = 0.7,
         config: DragConfig | None = None,
         model_id: str = "unknown",
+        class_idx: int | None = None,
         **kwargs: Any,
     ) -> DragSession:
-        """Session on ``generator.mapping(z_from_seed(seed), psi=psi)`` (NVIDIA's seed → z convention)."""
-        from dragkit.nn.seeds import z_from_seed
+        """Session on ``generator.mapping(z_from_seed(seed), c, psi=psi)`` (NVIDIA's seed → z convention); ``c``
+        is the one-hot label of ``class_idx`` for a conditional model (required there, refused otherwise)."""
+        from dragkit.nn.seeds import one_hot_label, z_from_seed
 
-        z = z_from_seed(check_seed(seed), generator.z_dim).to(generator.w_avg.device)
+        device = generator.w_avg.device
+        z = z_from_seed(check_seed(seed), generator.z_dim).to(device)
+        c = one_hot_label(generator.c_dim, class_idx)
         with torch.no_grad():
-            ws = generator.mapping(z, psi=check_psi(psi))
-        meta = {"seed": seed, "psi": float(psi), **(kwargs.pop("meta", None) or {})}
+            ws = generator.mapping(z, None if c is None else c.to(device), psi=check_psi(psi))
+        meta: dict[str, Any] = {"seed": seed, "psi": float(psi)}
+        if class_idx is not None:
+            meta["class"] = int(class_idx)
+        meta.update(kwargs.pop("meta", None) or {})
         return cls(generator, ws, config=config, model_id=model_id, meta=meta, **kwargs)
 
     def _initial_state(self) -> State:

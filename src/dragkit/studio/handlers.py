@@ -56,7 +56,10 @@ def new_image(ctx: HandlerContext, s: StudioSession, msg: P.NewImage) -> dict[st
     model = msg.model if msg.model is not None else s.source.model
     w_plus = msg.w_plus if msg.w_plus is not None else s.w_plus
     s.emit({"type": "status", "message": f"loading {model}…"})
-    s.new_engine(ctx.models, model, msg.seed, msg.psi, w_plus)
+    class_idx = msg.class_idx
+    if class_idx is None and model == s.source.model:
+        class_idx = s.source.class_idx
+    s.new_engine(ctx.models, model, msg.seed, msg.psi, w_plus, class_idx)
     return s.snapshot(image=True, mask=True)
 
 

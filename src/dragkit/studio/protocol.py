@@ -21,6 +21,7 @@ from dragkit.errors import InvalidInputError
 
 #: Largest seed accepted (NumPy's RandomState takes 32-bit seeds).
 MAX_SEED = 2**32 - 1
+MAX_CLASS = 2**20  # class labels of conditional models: [0, c_dim) and never above this
 #: Bounds of the studio's controls. They are generous: they exist to reject nonsense, not to steer the user.
 MAX_STEPS = 10_000
 MAX_POINTS = 64
@@ -49,13 +50,15 @@ class _Message(BaseModel):
 
 class NewImage(_Message):
     """Start over from a new latent: ``model`` (an id from the model list; ``None`` keeps the current one),
-    ``seed`` in [0, 2³²), truncation ``psi``, and ``w_plus`` (optimise W+ instead of one shared w)."""
+    ``seed`` in [0, 2³²), truncation ``psi``, ``w_plus`` (optimise W+ instead of one shared w) and, for a
+    conditional model, ``class_idx`` in [0, c_dim) (default: the tab's class on the same model, else 0)."""
 
     type: Literal["new_image"]
     model: Annotated[str, Field(min_length=1, max_length=512)] | None = None
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)]
     psi: Annotated[Finite, Field(ge=PSI_RANGE[0], le=PSI_RANGE[1])] = 0.7
     w_plus: bool | None = None
+    class_idx: Annotated[int, Field(ge=0, le=MAX_CLASS)] | None = None
 
 
 class SetConfig(_Message):

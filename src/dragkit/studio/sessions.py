@@ -194,11 +194,13 @@ class FrameStore:
 
 @dataclass(frozen=True)
 class ImageSource:
-    """Where the tab's image comes from: model id, seed in [0, 2³²) and truncation ψ."""
+    """Where the tab's image comes from: model id, seed in [0, 2³²), truncation ψ and, for a conditional model,
+    the class label (None for unconditional ones)."""
 
     model: str
     seed: int
     psi: float
+    class_idx: int | None = None
 
 
 @dataclass
@@ -267,6 +269,8 @@ class StudioSession:
             "run_steps": self.run_steps,
             "last_run_steps": self.last_run_steps,
         }
+        out["class_idx"] = src.class_idx
+        out["c_dim"] = int(eng.generator.c_dim) if eng is not None else 0
         if eng is None:
             out.update(width=None, height=None, handles=[], targets=[], distances=[], step=0)
             out.update(can_undo=False, can_redo=False, stop_distance=None, has_mask=False, frames=0)
@@ -313,14 +317,19 @@ class StudioSession:
         if stopped:
             self.emit(stopped)
 
-    def new_engine(self, store: ModelStore, model: str, seed: int, psi: float, w_plus: bool) -> None:
-        """A fresh engine on ``model``'s image of ``seed`` at truncation ``psi``, with the tab's config (W+ or
-        W per ``w_plus``); nothing changes if the model cannot be loaded."""
+    def new_engine(
+        self, store: ModelStore, model: str, seed: int, psi: float, w_plus: bool, class_idx: int | None = None
+    ) -> None:
+        """A fresh engine on ``model``'s image of ``seed`` at truncation ``psi`` (and class ``class_idx``, 0 when
+        None, for a conditional model; an unconditional one ignores a carried-over None), with the tab's config
+        (W+ or W per ``w_plus``); nothing changes if the model cannot be loaded or the class is out of range."""
         G = store.get(model)
+        if G.c_dim > 0 and class_idx is None:
+            class_idx = 0
         config = self.config.replace(w_mode="w+" if w_plus else "w")
-        engine = DragSession.from_seed(G, seed, psi=psi, config=config, model_id=model)
+        engine = DragSession.from_seed(G, seed, psi=psi, config=config, model_id=model, class_idx=class_idx)
         self.engine = engine
-        self.source = ImageSource(model, seed, psi)
+        self.source = ImageSource(model, seed, psi, class_idx)
         self.config = config
         self.frames.clear()
         self.run_steps = self.last_run_steps = 0
@@ -571,11 +580,14 @@ class SessionManager:
         s.frames.clear()
         s.run_steps = s.last_run_steps = 0
         meta = engine.meta  # the image the session was made from, when it says (sessions made from a seed do)
-        seed, psi = meta.get("seed"), meta.get("psi")
+        seed, psi, label = meta.get("seed"), meta.get("psi"), meta.get("class")
         s.source = ImageSource(
             model_id,
             seed if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= P.MAX_SEED else s.source.seed,
             float(psi) if isinstance(psi, int | float) and not isinstance(psi, bool) else s.source.psi,
+            label
+            if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < engine.generator.c_dim
+            else None,
         )
         s.config = s.config.replace(lr=settings.lr, tracker=settings.tracker, w_mode=settings.w_mode)
         reply = s.snapshot(image=True, mask=True)

@@ -12,6 +12,8 @@ const ui = {
   busy: $("busy"),
   model: $("model"),
   seed: $("seed"),
+  classIdx: $("class"),
+  classRow: $("class-row"),
   randomSeed: $("random-seed"),
   psi: $("psi"),
   psiValue: $("psi-value"),
@@ -58,6 +60,8 @@ const app = {
   models: [],
   trackers: [],
   limits: null,
+  model: null, // the model of the current image
+  cDim: 0, // its class count (0 = unconditional)
   distances: [],
   loss: null,
   frameTimes: [],
@@ -169,6 +173,13 @@ function applyState(s) {
   app.distances = s.distances;
   if (s.model && ui.model.value !== s.model) ui.model.value = s.model;
   if (document.activeElement !== ui.seed) ui.seed.value = String(s.seed);
+  app.model = s.model;
+  app.cDim = s.c_dim || 0;
+  ui.classRow.hidden = app.cDim === 0;
+  if (app.cDim > 0) {
+    ui.classIdx.max = String(app.cDim - 1);
+    if (document.activeElement !== ui.classIdx) ui.classIdx.value = String(s.class_idx ?? 0);
+  }
   ui.psi.value = String(s.psi);
   ui.psiValue.textContent = Number(s.psi).toFixed(2);
   if (document.activeElement !== ui.lr && s.lr !== null) ui.lr.value = String(s.lr);
@@ -354,9 +365,19 @@ function newImage(seed, model) {
     notify(`seed must be an integer in [0, ${max}]`, "error");
     return;
   }
+  const chosen = model || ui.model.value || null;
+  const msg = { type: "new_image", seed: s, psi: Number(ui.psi.value), model: chosen };
+  if (app.cDim > 0 && (chosen === null || chosen === app.model)) {
+    const c = Number(ui.classIdx.value);
+    if (!Number.isInteger(c) || c < 0 || c >= app.cDim) {
+      notify(`class must be an integer in [0, ${app.cDim - 1}]`, "error");
+      return;
+    }
+    msg.class_idx = c;
+  }
   viewer.pending = null;
   ui.seed.value = String(s);
-  send({ type: "new_image", seed: s, psi: Number(ui.psi.value), model: model || ui.model.value || null });
+  send(msg);
 }
 
 function randomSeed() {
@@ -449,6 +470,7 @@ async function loadSessionFile(file) {
 // -- wiring ------------------------------------------------------------------------------------------------
 ui.model.addEventListener("change", () => newImage(undefined, ui.model.value));
 ui.seed.addEventListener("change", () => newImage());
+ui.classIdx.addEventListener("change", () => newImage());
 ui.randomSeed.addEventListener("click", randomSeed);
 ui.psi.addEventListener("input", () => (ui.psiValue.textContent = Number(ui.psi.value).toFixed(2)));
 ui.psi.addEventListener("change", () => newImage());
