@@ -2,6 +2,11 @@
 
     python benchmarks/step_time.py --network stylegan2-512-random --steps 5 --json
     python benchmarks/step_time.py --network PATH|default --device cuda
+    python benchmarks/step_time.py --network stylegan3-t-256-random --steps 3
+
+``stylegan3-t-256-random`` / ``stylegan3-t-512-random`` build a seeded random-init StyleGAN3-T of NVIDIA's
+configuration; for StyleGAN3 a fourth variant runs the fast engine step with the reference ``filtered_lrelu`` in
+every layer, and its ratio to the fast op is reported.
 
 ``stylegan2-512-random`` builds, in-process, a seeded random-init StyleGAN2 of the official 512 configuration
 (z/w 512, 8 mapping layers, channel_base 32768, channel_max 512, conv_clamp 256). Three sessions on the same
@@ -40,6 +45,8 @@ from dragkit.engine.trackers import TRACKERS
 from dragkit.nn.protocol import Generator
 
 RANDOM_512 = "stylegan2-512-random"
+#: Seeded random-init StyleGAN3-T of NVIDIA's configuration at these resolutions (``stylegan3-t-256-random`` …).
+RANDOM_SG3 = {f"stylegan3-t-{res}-random": res for res in (256, 512)}
 
 
 def build_generator(network: str, device: torch.device) -> tuple[Generator, str]:
@@ -59,6 +66,13 @@ def build_generator(network: str, device: torch.device) -> tuple[Generator, str]
         torch.manual_seed(0)
         G = StyleGAN2Generator(cfg).eval().requires_grad_(False).to(device)
         return G, "random-init StyleGAN2, official 512 config (channel_base 32768, channel_max 512)"
+    if network in RANDOM_SG3:
+        from dragkit.nn.stylegan3 import StyleGAN3Config, StyleGAN3Generator
+
+        res = RANDOM_SG3[network]
+        torch.manual_seed(0)
+        G3 = StyleGAN3Generator(StyleGAN3Config(img_resolution=res)).eval().requires_grad_(False).to(device)
+        return G3, f"random-init StyleGAN3-T, NVIDIA's config at {res}×{res} (channel_base 32768, channel_max 512)"
     from dragkit.io import load_generator
 
     return load_generator(network, device=device), network
@@ -73,7 +87,9 @@ def measure(
     G: Generator, steps: int, warmup: int, device: torch.device, seed: int, trackers: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """Step reference, fast and fast+frame sessions in turn (plus a fast session per tracker in ``trackers``,
-    interleaved in the same loop); return the median ms/step of each."""
+    interleaved in the same loop); return the median ms/step of each. For a StyleGAN3 (a generator with
+    ``set_impl``) a fast session whose layers use the reference ``filtered_lrelu`` runs too
+    (``fast_filtered_lrelu_ref``); every other variant uses the fast op."""
     H, W = G.img_shape
     handles = [(0.40 * W, 0.50 * H), (0.55 * W, 0.35 * H)]
     targets = [(0.55 * W, 0.55 * H), (0.60 * W, 0.20 * H)]  # far enough never to be reached in the run
@@ -83,6 +99,9 @@ def measure(
         "fast_with_frame": ("fast", True, None),
         **{f"fast_tracker_{t}": ("fast", False, t) for t in trackers},
     }
+    set_impl = getattr(G, "set_impl", None)
+    if set_impl is not None:
+        variants["fast_filtered_lrelu_ref"] = ("fast", False, None)
     sessions = {}
     for name, (impl, _, tracker) in variants.items():
         config = DragConfig(impl=impl, stop_rule=0.5, **({} if tracker is None else {"tracker": tracker}))
@@ -92,6 +111,8 @@ def measure(
     times: dict[str, list[float]] = {name: [] for name in variants}
     for i in range(warmup + steps):
         for name, (_, render, _) in variants.items():
+            if set_impl is not None:
+                set_impl("ref" if name == "fast_filtered_lrelu_ref" else "fast")
             _sync(device)
             start = time.perf_counter()
             sessions[name].step(render=render)
@@ -106,6 +127,11 @@ def measure(
         "ratio_reference_over_fast": round(median["reference"] / median["fast"], 2),
         "ratio_reference_over_fast_with_frame": round(median["reference"] / median["fast_with_frame"], 2),
         **{f"ratio_tracker_{t}_over_fast": round(median[f"fast_tracker_{t}"] / median["fast"], 2) for t in trackers},
+        **(
+            {"ratio_filtered_lrelu_ref_over_fast": round(median["fast_filtered_lrelu_ref"] / median["fast"], 2)}
+            if set_impl is not None
+            else {}
+        ),
         "same_handles_after_run": handles_equal,
         "max_latent_difference": float((sessions["reference"].ws - sessions["fast"].ws).abs().max()),
     }
@@ -145,7 +171,11 @@ def measure_cli(network: str, image_shape: tuple[int, int], steps: int, seed: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--network", default=RANDOM_512, help=f"checkpoint path, model name or {RANDOM_512}")
+    parser.add_argument(
+        "--network",
+        default=RANDOM_512,
+        help=f"checkpoint path, model name, {RANDOM_512} or {' / '.join(RANDOM_SG3)}",
+    )
     parser.add_argument("--steps", type=int, default=5, help="timed steps per variant (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -172,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    if args.cli and args.network == RANDOM_512:
+    if args.cli and (args.network == RANDOM_512 or args.network in RANDOM_SG3):
         parser.error(f"--cli needs a network the CLI loads (e.g. default), not {RANDOM_512}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)

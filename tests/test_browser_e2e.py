@@ -10,6 +10,7 @@ the browser has time to press Stop before the handle arrives.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import torch
 
 from dragkit.engine.trackers import tracker_choices
 from dragkit.studio.server import BackgroundServer, StudioConfig, create_app
-from tests.conftest import make_tiny_generator
+from tests.conftest import TINY_CONFIG, make_tiny_generator
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -38,7 +39,8 @@ def server() -> Iterator[BackgroundServer]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     G = make_tiny_generator()
-    app = create_app(StudioConfig(network="tiny", seed=1, max_fps=10.0), generators={"tiny": G})
+    cond = make_tiny_generator(2, dataclasses.replace(TINY_CONFIG, c_dim=4))
+    app = create_app(StudioConfig(network="tiny", seed=1, max_fps=10.0), generators={"tiny": G, "cond": cond})
     with BackgroundServer(app) as srv:
         yield srv
     torch.set_num_threads(threads)
@@ -292,6 +294,24 @@ def test_hold_strength_control_and_a_refused_model_does_not_stay_selected(
     page.wait_for_function("window.dragkit.stats.errors.length === 1")
     page.wait_for_function("document.getElementById('model').value === 'tiny'")
     assert server_state(page)["model"] == "tiny" and problems == []
+    context.close()
+
+
+def test_class_picker_shows_for_a_conditional_model_only(browser: Any, server: BackgroundServer) -> None:
+    context, page, problems = open_page(browser, server)
+    assert page.locator("#class-row").is_hidden()
+    page.select_option("#model", "cond")
+    page.wait_for_function("window.dragkit.server.model === 'cond'")
+    assert page.locator("#class-row").is_visible() and page.get_attribute("#class", "max") == "3"
+    first = server_state(page)["image"]
+    page.fill("#class", "2")
+    page.press("#class", "Enter")
+    page.wait_for_function("window.dragkit.server.class_idx === 2")
+    assert server_state(page)["image"] != first
+    page.select_option("#model", "tiny")
+    page.wait_for_function("window.dragkit.server.model === 'tiny'")
+    assert page.locator("#class-row").is_hidden() and server_state(page)["class_idx"] is None
+    assert problems == []
     context.close()
 
 

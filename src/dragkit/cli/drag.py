@@ -57,6 +57,23 @@ def parse_point(text: str, option: str) -> tuple[float, float]:
     return x, y
 
 
+def load_latent(path: Path, num_ws: int, w_dim: int) -> torch.Tensor:
+    """A W+ latent file (``torch.save`` of a tensor, read with ``weights_only=True``) → float32 [1, num_ws, w_dim];
+    anything else is an :class:`InvalidInputError` naming the file and the shape."""
+    try:
+        t = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InvalidInputError(f"--latent {path}: no such file") from None
+    except Exception as exc:
+        raise InvalidInputError(f"--latent {path}: not a saved tensor ({type(exc).__name__})") from None
+    if not isinstance(t, torch.Tensor) or t.shape != (1, num_ws, w_dim) or not t.is_floating_point():
+        shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise InvalidInputError(f"--latent {path}: expected a float tensor [1, {num_ws}, {w_dim}], got {shape}")
+    if not torch.isfinite(t).all():
+        raise InvalidInputError(f"--latent {path}: the latent holds NaN or infinite values")
+    return t.to(torch.float32)
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -85,6 +102,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--handle/--target then replace its points, drag options change its settings",
     )
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the starting image (default 0)")
+    p.add_argument(
+        "--latent",
+        type=Path,
+        default=None,
+        metavar="PT",
+        help="start from this W+ latent instead of a seed (a tensor [1, num_ws, w_dim], e.g. dragkit invert's "
+        "latent.pt)",
+    )
     p.add_argument("--trunc", type=float, default=0.7, metavar="PSI", help="truncation psi (default 0.7)")
     p.add_argument(
         "--class",
@@ -164,13 +189,18 @@ def run(args: argparse.Namespace) -> int:
         network = args.network
         config = DragConfig(**options)
         G = load_generator(network, device=device)
-        c = class_label(G, args.class_idx, device)
-        z = z_from_seed(args.seed, G.z_dim).to(device)
-        with torch.no_grad():
-            ws = G.mapping(z, c, psi=args.trunc)
-        meta: dict[str, Any] = {"seed": args.seed, "psi": args.trunc}
-        if args.class_idx is not None:
-            meta["class"] = args.class_idx
+        meta: dict[str, Any]
+        if args.latent is not None:
+            ws = load_latent(args.latent, G.num_ws, G.w_dim).to(device)
+            meta = {"latent": str(args.latent)}
+        else:
+            c = class_label(G, args.class_idx, device)
+            z = z_from_seed(args.seed, G.z_dim).to(device)
+            with torch.no_grad():
+                ws = G.mapping(z, c, psi=args.trunc)
+            meta = {"seed": args.seed, "psi": args.trunc}
+            if args.class_idx is not None:
+                meta["class"] = args.class_idx
         sess = DragSession(G, ws, config=config, model_id=str(network), meta=meta)
     if handles:
         sess.set_points(handles, targets)

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         ("path", info.path),
         ("format", info.format),
-        ("family", info.family),
+        ("family", f"{info.family} — {info.variant}" if info.variant else info.family),
         ("resolution", f"{w}x{h}"),
         ("z_dim / w_dim / c_dim", f"{info.z_dim} / {info.w_dim} / {info.c_dim}"),
         ("num_ws", str(info.num_ws)),

@@ -171,6 +171,7 @@ class CheckpointInfo:
     num_ws: int
     parameters: int
     sha256: str
+    variant: str = ""  # the family's config in words (e.g. "config T", "skip architecture, conditional (5 classes)")
     globals_named: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
@@ -180,6 +181,12 @@ class CheckpointInfo:
         d = asdict(self)
         d["resolution"] = list(self.resolution)
         return d
+
+
+def model_sha256(path_or_name: str | Path) -> str:
+    """sha256 of a checkpoint file, or of a native folder's ``model.safetensors`` + ``config.json`` (a registered
+    name is resolved first)."""
+    return _sha256(_resolve(path_or_name))
 
 
 def _sha256(path: Path) -> str:
@@ -198,6 +205,14 @@ def _skeleton(parsed: ParsedCheckpoint) -> nn.Module:
             return build_generator(parsed.family, parsed.config)
     except (RuntimeError, NotImplementedError):  # a family whose constructor needs real tensors
         return build_generator(parsed.family, parsed.config)
+
+
+def _variant(parsed: ParsedCheckpoint) -> str:
+    describe = getattr(parsed.config, "describe", None)
+    text = describe() if callable(describe) else ""
+    if parsed.format == "tf-pickle":
+        text = f"TF-era pickle, {text}" if text else "TF-era pickle"
+    return str(text)
 
 
 def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
@@ -223,6 +238,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         num_ws=int(getattr(G, "num_ws", 0)),
         parameters=int(n_params),
         sha256=_sha256(path),
+        variant=_variant(parsed),
         globals_named=list(parsed.globals_named),
         config=config,
         details=parsed.details,

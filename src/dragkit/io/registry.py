@@ -86,6 +86,7 @@ class ModelEntry:
     sha256: str | None = None
     aliases: tuple[str, ...] = ()
     notes: str = ""
+    file_format: str = "nvidia-pickle"  # what the download is: 'openvino-wheel', 'nvidia-pickle' or 'tf-pickle'
 
 
 _NVIDIA_NC = "non-commercial (NVIDIA Source Code License-NC)"
@@ -108,6 +109,7 @@ MODELS: dict[str, ModelEntry] = {
             sha256="e5d10e2be7df63f06123855ec591ca35dcb1d059eba47ddcb175d7d26b4019b5",
             aliases=("mobilestylegan-ffhq-1024",),
             notes="MobileStyleGAN (Belousov 2021, arXiv 2104.04767) via github.com/bes-dev/random_face",
+            file_format="openvino-wheel",
         ),
         ModelEntry(
             name="stylegan2-ffhq-512x512",
@@ -144,6 +146,7 @@ MODELS: dict[str, ModelEntry] = {
             filename="stylegan2-car-config-f.pkl",
             url="http://d36zk2xti64re0.cloudfront.net/stylegan2/networks/stylegan2-car-config-f.pkl",
             notes="TF-era pickle; " + _SHA_UNKNOWN,
+            file_format="tf-pickle",
         ),
         ModelEntry(
             name="stylegan2-cat-config-f",
@@ -156,6 +159,7 @@ MODELS: dict[str, ModelEntry] = {
             filename="stylegan2-cat-config-f.pkl",
             url="http://d36zk2xti64re0.cloudfront.net/stylegan2/networks/stylegan2-cat-config-f.pkl",
             notes="TF-era pickle; " + _SHA_UNKNOWN,
+            file_format="tf-pickle",
         ),
         *[
             ModelEntry(
@@ -171,6 +175,26 @@ MODELS: dict[str, ModelEntry] = {
                 notes=_SHA_UNKNOWN,
             )
             for animal, res in (("lions", 512), ("dogs", 1024), ("horses", 256), ("elephants", 512))
+        ],
+        *[
+            ModelEntry(
+                name=f"stylegan3-{cfg}-{data}-{res}x{res}",
+                description=f"StyleGAN3-{cfg.upper()} {what} {res}×{res} (NVIDIA; the official DragGAN GUI loads it)",
+                family="stylegan3",
+                resolution=(res, res),
+                licence=_NVIDIA_NC,
+                kind="url",
+                source="NVIDIA NGC",
+                filename=f"stylegan3-{cfg}-{data}-{res}x{res}.pkl",
+                url="https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/"
+                f"stylegan3-{cfg}-{data}-{res}x{res}.pkl",
+                notes=_SHA_UNKNOWN,
+            )
+            for cfg, data, what, res in (
+                ("t", "ffhqu", "faces (unaligned FFHQ)", 256),
+                ("r", "afhqv2", "animal faces (AFHQv2)", 512),
+                ("t", "ffhq", "faces (FFHQ)", 1024),
+            )
         ],
         ModelEntry(
             name="stylegan-human-512",

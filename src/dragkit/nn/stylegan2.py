@@ -83,6 +83,15 @@ class StyleGAN2Config:
         """[4, 8, …, img_resolution]."""
         return [2**i for i in range(2, int(math.log2(self.img_resolution)) + 1)]
 
+    def describe(self) -> str:
+        """One line for people: architecture, and what sets this model apart (labels, non-square layout)."""
+        parts = [f"{self.architecture} architecture"]
+        if self.c_dim:
+            parts.append(f"conditional ({self.c_dim} classes)")
+        if not self.square:
+            parts.append(f"non-square {self.img_resolution}×{self.width(self.img_resolution)} (StyleGAN-Human layout)")
+        return ", ".join(parts)
+
     def width(self, res: int) -> int:
         """Width of the maps at height ``res``: ``res``, or ``res // 2`` for non-square models."""
         return res if self.square else res // 2

@@ -89,6 +89,12 @@ class StyleGAN3Config:
             return "R"
         return "custom"
 
+    def describe(self) -> str:
+        """One line for people: NVIDIA's config name (T or R) and labels."""
+        filters = ", radial filters" if self.use_radial_filters else ""
+        label = f", conditional ({self.c_dim} classes)" if self.c_dim else ""
+        return f"config {self.name} ({self.conv_kernel}×{self.conv_kernel} convolutions{filters}){label}"
+
     @property
     def num_ws(self) -> int:
         """One w for the input, one per layer, one for ToRGB."""
