@@ -35,12 +35,14 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[BackgroundServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     G = make_tiny_generator()
     cond = make_tiny_generator(2, dataclasses.replace(TINY_CONFIG, c_dim=4))
-    app = create_app(StudioConfig(network="tiny", seed=1, max_fps=10.0), generators={"tiny": G, "cond": cond})
+    photos = tmp_path_factory.mktemp("photos")
+    config = StudioConfig(network="tiny", seed=1, max_fps=10.0, photos_dir=photos)
+    app = create_app(config, generators={"tiny": G, "cond": cond})
     with BackgroundServer(app) as srv:
         yield srv
     torch.set_num_threads(threads)
@@ -311,6 +313,29 @@ def test_class_picker_shows_for_a_conditional_model_only(browser: Any, server: B
     page.select_option("#model", "tiny")
     page.wait_for_function("window.dragkit.server.model === 'tiny'")
     assert page.locator("#class-row").is_hidden() and server_state(page)["class_idx"] is None
+    assert problems == []
+    context.close()
+
+
+def test_open_photo_inverts_it_and_opens_it_for_dragging(
+    browser: Any, server: BackgroundServer, tmp_path: Path
+) -> None:
+    """A small photo chosen with "Open photo…" is inverted (progress and previews in the page), then edited."""
+    from tests.test_studio_photo import photo_bytes
+
+    (tmp_path / "me.png").write_bytes(photo_bytes())
+    context, page, problems = open_page(browser, server)
+    page.uncheck("#align-photo")  # the tiny model is not a face model
+    page.set_input_files("#photo-file", str(tmp_path / "me.png"))
+    page.wait_for_function("window.dragkit.server.model.startsWith('photo:me-')", timeout=60_000)
+    progress = stats(page)["invertProgress"]
+    assert progress and progress[0]["stage"] == "w" and progress[-1]["stage"] == "pti"
+    assert page.locator("#busy").is_hidden()
+    x, y = screen(page, 10, 12)
+    page.mouse.click(x, y)
+    x, y = screen(page, 16, 14)
+    page.mouse.click(x, y)
+    page.wait_for_function("window.dragkit.server.handles.length === 1")
     assert problems == []
     context.close()
 

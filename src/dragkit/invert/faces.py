@@ -1,12 +1,14 @@
 """Face detection and 68-point landmarks with dlib (the PyPI package ``dlib-bin``), for the FFHQ alignment.
 
 The landmark model ``shape_predictor_68_face_landmarks.dat`` (trained on iBUG 300-W; non-commercial) is looked up,
-in order: ``$DRAGKIT_LANDMARKS``, Debian's ``libdlib-data`` (/usr/share/dlib), /usr/local/share/dlib, and
-dragkit's cache (``<cache>/dlib/``). The frontal face detector ships inside dlib.
+in order: ``$DRAGKIT_LANDMARKS``, Debian's ``libdlib-data`` (/usr/share/dlib), /usr/local/share/dlib, dragkit's
+cache (``<cache>/dlib/``) and the PyPI package ``face-recognition-models`` (``pip install --no-deps
+face-recognition-models``; its files are read, the module is not imported). The frontal face detector ships inside dlib.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -35,13 +37,16 @@ def find_predictor() -> Path:
         Path("/usr/local/share/dlib") / PREDICTOR_NAME,
         cache_dir() / "dlib" / PREDICTOR_NAME,
     ]
+    spec = importlib.util.find_spec("face_recognition_models")  # the PyPI package ships it too (not imported)
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) / "models" / PREDICTOR_NAME for p in spec.submodule_search_locations]
     for path in candidates:
         if path.is_file():
             return path
     raise ModelNotFoundError(
         f"the face landmark model {PREDICTOR_NAME} was not found: install Debian's libdlib-data "
-        f"(apt-get install libdlib-data), or put the file in {cache_dir() / 'dlib'} or at $DRAGKIT_LANDMARKS; "
-        "or skip alignment with --no-align"
+        "(apt-get install libdlib-data) or pip install --no-deps face-recognition-models, or put the file in "
+        f"{cache_dir() / 'dlib'} or at $DRAGKIT_LANDMARKS; or skip alignment with --no-align"
     )
 
 

@@ -41,9 +41,9 @@ class InvertConfig:
     ``preview_every``: how often (steps) a progress call carries the current image.
     """
 
-    steps_w: int = 100
-    steps_wplus: int = 100
-    steps_pti: int = 100
+    steps_w: int = 60
+    steps_wplus: int = 60
+    steps_pti: int = 40
     lr_w: float = 0.1
     lr_wplus: float = 0.01
     lr_pti: float = 3e-4

@@ -7,7 +7,9 @@ Three sources, listed in this order:
 - ``registry`` — names known to :mod:`dragkit.io.registry` (``default``…), loaded with
   :func:`dragkit.io.load_generator`;
 - ``file`` — checkpoint files (``.pkl``, ``.pt``, ``.pth``, ``.safetensors``) and native model folders
-  (``config.json`` + ``model.safetensors``) inside the models folder, with ids ``file:<relative/posix/path>``.
+  (``config.json`` + ``model.safetensors``) inside the models folder, with ids ``file:<relative/posix/path>``;
+- ``photo`` — generators tuned on a user's photo ("Open photo"), native folders in the photos folder
+  (``<cache>/photos`` by default), with ids ``photo:<folder name>``.
 
 A ``file:`` id is only accepted if it is a relative path without ``..`` that still lies inside the models folder
 after resolving symlinks and that the scan lists; anything else raises, so a browser can never make the server
@@ -17,6 +19,7 @@ open an arbitrary path.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (".pkl", ".pt", ".pth", ".safetensors")
 FILE_PREFIX = "file:"
+PHOTO_PREFIX = "photo:"
+_PHOTO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MAX_SCAN_ENTRIES = 2000
 _MAX_SCAN_DEPTH = 4
 
@@ -56,7 +61,7 @@ class ModelInfo:
 
     id: str
     label: str
-    source: Literal["preloaded", "registry", "file"]
+    source: Literal["preloaded", "registry", "file", "photo"]
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "label": self.label, "source": self.source}
@@ -95,6 +100,7 @@ class ModelStore:
         max_loaded: int = 2,  # LRU bound on loaded registry/file models
         use_registry: bool = True,  # list dragkit.io.registry names
         loader: Callable[[str, str], Generator] | None = None,  # (name_or_path, device) -> generator
+        photos_dir: Path | None = None,  # where tuned photo generators live; None = <cache>/photos
     ) -> None:
         self.preloaded: dict[str, Generator] = dict(preloaded or {})
         self.models_dir = models_dir.expanduser().resolve() if models_dir is not None else None
@@ -104,6 +110,28 @@ class ModelStore:
         self._loader = loader or _default_loader
         self._loaded: OrderedDict[str, Generator] = OrderedDict()
         self._lock = threading.Lock()
+        if photos_dir is None:
+            from dragkit.io.registry import cache_dir
+
+            photos_dir = cache_dir() / "photos"
+        self.photos_dir = photos_dir
+
+    def photo_path(self, model_id: str) -> Path:
+        """The folder of a ``photo:`` model (its name must be a plain folder name)."""
+        name = model_id[len(PHOTO_PREFIX) :]
+        if not _PHOTO_NAME.fullmatch(name):
+            raise ForbiddenPathError(f"invalid photo model name {name!r}")
+        return self.photos_dir / name
+
+    def _photos(self) -> list[str]:
+        root = self.photos_dir
+        if not root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in root.iterdir()
+            if _PHOTO_NAME.fullmatch(p.name) and (p / "config.json").is_file() and (p / "model.safetensors").is_file()
+        )
 
     # -- listing ---------------------------------------------------------------------------------------------
     def available(self) -> list[ModelInfo]:
@@ -118,6 +146,8 @@ class ModelStore:
         for rel in self._scan_files():
             if FILE_PREFIX + rel not in seen:
                 out.append(ModelInfo(FILE_PREFIX + rel, rel, "file"))
+        for name in self._photos():
+            out.append(ModelInfo(PHOTO_PREFIX + name, f"photo: {name}", "photo"))
         return out
 
     def _scan_files(self) -> list[str]:
@@ -167,6 +197,11 @@ class ModelStore:
         if model_id.startswith(FILE_PREFIX):
             rel = self._file_path(model_id)
             return ModelInfo(model_id, rel, "file")
+        if model_id.startswith(PHOTO_PREFIX):
+            path = self.photo_path(model_id)
+            if not (path / "config.json").is_file():
+                raise UnknownModelError(f"no photo model {model_id!r} (open the photo again)")
+            return ModelInfo(model_id, f"photo: {path.name}", "photo")
         if self.use_registry:
             for name, label in _registry_names():
                 if name == model_id:
@@ -188,6 +223,20 @@ class ModelStore:
             raise UnknownModelError(f"no model file {rel!r} in the models folder")
         return pure.as_posix()
 
+    def sha256(self, model_id: str) -> str | None:
+        """sha256 of the model's file or native folder; None for a preloaded generator (no file)."""
+        from dragkit.io.loader import model_sha256
+
+        info = self.resolve(model_id)
+        if info.source == "preloaded":
+            return None
+        if info.source == "file":
+            assert self.models_dir is not None
+            return model_sha256(self.models_dir / PurePosixPath(info.label))
+        if info.source == "photo":
+            return model_sha256(self.photo_path(model_id))
+        return model_sha256(model_id)
+
     def get(self, model_id: str) -> Generator:
         """The generator for ``model_id``, loading (and caching) it if needed. Call from the worker thread."""
         info = self.resolve(model_id)
@@ -200,6 +249,8 @@ class ModelStore:
         if info.source == "file":
             assert self.models_dir is not None
             target = str(self.models_dir / PurePosixPath(info.label))
+        elif info.source == "photo":
+            target = str(self.photo_path(model_id))
         else:
             target = model_id
         log.info("loading model %s", model_id)

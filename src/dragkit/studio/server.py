@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import io
 import json
 import logging
@@ -50,6 +51,7 @@ from dragkit.studio import protocol as P
 from dragkit.studio.models import ModelStore
 from dragkit.studio.sessions import (
     SCRATCH_LABEL,
+    PhotoOptions,
     SessionManager,
     StudioConfig,
     StudioSession,
@@ -175,12 +177,15 @@ def create_app(
         models_dir=config.models_dir,
         device=config.device,
         max_loaded=config.max_loaded_models,
+        photos_dir=config.photos_dir,
     )
     store.resolve(config.network)  # fail now, not in the first tab, if the start model is unknown
     remove_stale(tempfile.gettempdir(), SCRATCH_LABEL + "-{pid}-*")  # what killed studios left behind
     manager = SessionManager(config, store)
     # Video exports are encoded here, one at a time, never on the drag worker: other tabs keep dragging.
     exports = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dragkit-export")
+    # Photo inversions (minutes each) run here, one at a time, beside the drag worker: other tabs keep dragging.
+    inversions = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dragkit-invert")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -200,6 +205,7 @@ def create_app(
                 await task
             manager.close()
             exports.shutdown(wait=False, cancel_futures=True)
+            inversions.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="dragkit studio", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.manager = manager
@@ -254,6 +260,7 @@ def create_app(
             "limits": {
                 "max_message_bytes": config.max_message_bytes,
                 "max_upload_bytes": config.max_upload_bytes,
+                "max_photo_bytes": config.max_photo_bytes,
                 "max_points": P.MAX_POINTS,
                 "max_steps": P.MAX_STEPS,
                 "max_seed": P.MAX_SEED,
@@ -343,6 +350,45 @@ def create_app(
             if not received:
                 raise P.ProtocolError("bad_session", "empty upload: send a session file saved by the studio")
             state: dict[str, Any] = await on_worker(lambda: manager.load_session(s, path), s)
+        return state
+
+    @app.post("/api/sessions/{sid}/photo")
+    async def open_photo(
+        request: Request,
+        sid: str,
+        name: Annotated[str, Query(max_length=200)] = "photo",
+        align: bool = True,
+        steps_w: Annotated[int, Query(ge=1, le=2000)] = PhotoOptions.steps_w,
+        steps_wplus: Annotated[int, Query(ge=1, le=2000)] = PhotoOptions.steps_wplus,
+        steps_pti: Annotated[int, Query(ge=0, le=2000)] = PhotoOptions.steps_pti,
+    ) -> dict[str, Any]:
+        """Invert an uploaded photo (the raw file as the body) into the tab's model, then open it for editing on
+        the tuned generator. Progress goes to the tab's WebSocket as ``invert_progress`` messages; the reply is
+        the tab's new state. A tab that goes away cancels its inversion."""
+        from dragkit.invert.align import photo_to_rgb
+
+        s = manager.get(sid)
+        if s.inverting:
+            raise P.ProtocolError("busy", "this tab is already inverting a photo")
+        body = await read_limited(request, config.max_photo_bytes)
+        if not body:
+            raise P.ProtocolError("bad_input", "empty upload: send the photo file as the request body")
+        photo = await asyncio.to_thread(_decode_photo, body, name, photo_to_rgb)
+        options = PhotoOptions(align=align, steps_w=steps_w, steps_wplus=steps_wplus, steps_pti=steps_pti)
+        digest = hashlib.sha256(body).hexdigest()
+        cancel = threading.Event()
+        s.inverting = True
+        try:
+            job = asyncio.wrap_future(inversions.submit(manager.invert_photo, s, photo, name, digest, options, cancel))
+            while not job.done():
+                await asyncio.wait([job], timeout=0.5)
+                if not job.done() and (await request.is_disconnected() or s.closed):
+                    cancel.set()
+            model_id, ws = job.result()
+        finally:
+            cancel.set()
+            s.inverting = False
+        state: dict[str, Any] = await on_worker(lambda: manager.open_photo_model(s, model_id, ws), s)
         return state
 
     @app.get("/api/sessions/{sid}/export.{fmt}")
@@ -456,6 +502,27 @@ def _report(fut: concurrent.futures.Future[dict[str, Any]], outbox: Outbox, repl
         outbox.put(msg)
 
     fut.add_done_callback(done)
+
+
+def _decode_photo(body: bytes, name: str, to_rgb: Any) -> Any:
+    """An uploaded photo's bytes → uint8 RGB (pixel cap, EXIF, alpha, 16-bit as :func:`read_photo`); bad input
+    raises :class:`~dragkit.errors.InvalidInputError` with one line."""
+    from PIL import Image, UnidentifiedImageError
+
+    from dragkit.errors import InvalidInputError
+    from dragkit.invert.align import MAX_PHOTO_PIXELS
+
+    try:
+        with Image.open(io.BytesIO(body)) as im:
+            w, h = im.size
+            if w * h > MAX_PHOTO_PIXELS:
+                raise InvalidInputError(f"{name}: {w}×{h} pixels is too many (at most {MAX_PHOTO_PIXELS:,})")
+            im.load()
+            return to_rgb(im, name)
+    except InvalidInputError:
+        raise
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
+        raise InvalidInputError(f"{name}: not a readable image ({type(exc).__name__})") from None
 
 
 async def _pump(ws: WebSocket, outbox: Outbox) -> None:

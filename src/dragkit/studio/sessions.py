@@ -21,7 +21,9 @@ import ctypes
 import io
 import logging
 import math
+import re
 import secrets
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -31,15 +33,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
+import torch
 
 from dragkit.engine import DragConfig, DragSession, StepFailedError, StepResult
 from dragkit.engine.persist import read_model_id
 from dragkit.errors import CheckpointError, DragkitError, InvalidInputError, ModelNotFoundError
 from dragkit.files import scratch_dir
+from dragkit.nn.images import to_uint8
 from dragkit.studio import protocol as P
 from dragkit.studio.codec import data_url, decode_jpeg, encode_jpeg, encode_png
 from dragkit.studio.handlers import HANDLERS
-from dragkit.studio.models import ModelStore
+from dragkit.studio.models import PHOTO_PREFIX, ModelStore
 from dragkit.studio.worker import CLOSE, Outbox, Worker
 
 if TYPE_CHECKING:
@@ -76,6 +80,8 @@ class StudioConfig:
     max_fps: float | None = None  # cap on drag steps (= frames) per second per tab; None = as fast as it goes
     allowed_hosts: tuple[str, ...] | None = None  # Host header allow-list (DNS-rebinding guard); None = any
     token: str | None = None  # access token every request must carry (query, cookie or header); None = no token
+    photos_dir: Path | None = None  # where generators tuned on opened photos are kept; None = <cache>/photos
+    max_photo_bytes: int = 40 << 20  # largest photo upload (pixels are capped by dragkit.invert.align)
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed <= P.MAX_SEED:
@@ -193,6 +199,16 @@ class FrameStore:
 
 
 @dataclass(frozen=True)
+class PhotoOptions:
+    """How the studio inverts an opened photo: FFHQ face alignment (else a centre crop) and the step counts."""
+
+    align: bool = True
+    steps_w: int = 60
+    steps_wplus: int = 60
+    steps_pti: int = 40
+
+
+@dataclass(frozen=True)
 class ImageSource:
     """Where the tab's image comes from: model id, seed in [0, 2³²), truncation ψ and, for a conditional model,
     the class label (None for unconditional ones)."""
@@ -228,6 +244,7 @@ class StudioSession:
     last_active: float = field(default_factory=time.monotonic)
     outbox: Outbox | None = None
     connections: int = 0
+    inverting: bool = False  # a photo inversion for this tab is running
 
     # -- messages ------------------------------------------------------------------------------------------
     def emit(self, msg: dict[str, Any]) -> None:
@@ -558,6 +575,69 @@ class SessionManager:
         with scratch_dir(SCRATCH_LABEL) as tmp:
             path = eng.save(Path(tmp) / "session.pt")
             return path.read_bytes()
+
+    # -- real photos ----------------------------------------------------------------------------------------
+    def invert_photo(
+        self,
+        s: StudioSession,
+        photo: np.ndarray,
+        name: str,
+        photo_sha256: str,
+        options: PhotoOptions,
+        cancel: threading.Event,
+    ) -> tuple[str, torch.Tensor]:
+        """Invert ``photo`` (uint8 RGB) into the tab's current model and save the tuned generator as a ``photo:``
+        model. Runs on the inversion thread (never the drag worker), sending ``invert_progress`` messages (with a
+        JPEG preview every few steps) to the tab; ``cancel`` (the tab went away) stops it between steps. Returns
+        (the new model id, the W+ latent)."""
+        from dragkit.invert.pipeline import invert_photo, write_outputs
+        from dragkit.invert.project import InvertConfig
+
+        base_id = s.source.model
+        G = self.run_job(lambda: self.models.get(base_id), key=s.id).result()
+        config = InvertConfig(steps_w=options.steps_w, steps_wplus=options.steps_wplus, steps_pti=options.steps_pti)
+        quality = self.config.jpeg_quality
+
+        def progress(stage: str, step: int, steps: int, loss: float, preview: torch.Tensor | None) -> None:
+            msg: dict[str, Any] = {"type": "invert_progress", "stage": stage, "step": step, "steps": steps}
+            msg["loss"] = round(loss, 5)
+            if preview is not None:
+                msg["image"] = data_url(encode_jpeg(to_uint8(preview)[0], quality), "image/jpeg")
+            s.emit(msg)
+
+        s.emit({"type": "status", "message": f"inverting {name} into {base_id}…"})
+        result = invert_photo(
+            G, photo, config, align=options.align, pti=True, progress=progress, should_stop=cancel.is_set
+        )
+        if cancel.is_set():
+            raise P.ProtocolError("cancelled", "the photo inversion was cancelled")
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(name).stem).strip("-._")[:40] or "photo"
+        folder = f"{stem}-{photo_sha256[:10]}"
+        out = self.models.photo_path(PHOTO_PREFIX + folder)
+        with scratch_dir(SCRATCH_LABEL) as tmp:
+            write_outputs(result, tmp / "out", base_id, self.models.sha256(base_id) or "unknown", photo_sha256)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if out.exists():
+                shutil.rmtree(out)
+            shutil.move(str(tmp / "out" / "generator"), str(out))
+            shutil.copy(tmp / "out" / "report.json", out / "report.json")
+        return PHOTO_PREFIX + folder, result.ws
+
+    def open_photo_model(self, s: StudioSession, model_id: str, ws: torch.Tensor) -> dict[str, Any]:
+        """(Worker.) A fresh engine on the tuned generator ``model_id`` from the inverted latent ``ws``."""
+        from dragkit.io.loader import model_sha256
+
+        G = self.models.get(model_id)
+        path = self.models.photo_path(model_id)
+        meta = {"photo_model": model_id, "generator_path": str(path), "generator_sha256": model_sha256(path)}
+        s.supersede()
+        s.engine = DragSession(G, ws.to(G.w_avg.device), config=s.config, model_id=model_id, meta=meta)
+        s.source = ImageSource(model_id, s.source.seed, s.source.psi, None)
+        s.frames.clear()
+        s.run_steps = s.last_run_steps = 0
+        reply = s.snapshot(image=True, mask=True)
+        s.emit(reply)
+        return reply
 
     def load_session(self, s: StudioSession, path: Path) -> dict[str, Any]:
         """Replace the tab's engine session with the one in the session file ``path`` (an upload; any tab's saved

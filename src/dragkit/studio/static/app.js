@@ -13,6 +13,10 @@ const ui = {
   model: $("model"),
   seed: $("seed"),
   classIdx: $("class"),
+  openPhoto: $("open-photo"),
+  alignPhoto: $("align-photo"),
+  photoFile: $("photo-file"),
+  stage: $("stage"),
   classRow: $("class-row"),
   randomSeed: $("random-seed"),
   psi: $("psi"),
@@ -76,6 +80,7 @@ const app = {
     errors: [],
     warnings: [],
     stops: [],
+    invertProgress: [], // {stage, step, steps} of each invert_progress message
   },
 };
 window.dragkit = app;
@@ -141,6 +146,11 @@ function onMessage(msg) {
       notify(msg.message, "error");
       // a refused choice (a model that failed to load, say) must not stay selected: show what is in use
       if (app.server && app.server.model && ui.model.value !== app.server.model) ui.model.value = app.server.model;
+      break;
+    case "invert_progress":
+      app.stats.invertProgress.push({ stage: msg.stage, step: msg.step, steps: msg.steps });
+      showBusy(`inverting the photo — ${{ w: "projecting (W)", "w+": "projecting (W+)", pti: "tuning" }[msg.stage]} ${msg.step}/${msg.steps}`);
+      if (msg.image) viewer.setImage(msg.image);
       break;
     case "warning":
       app.stats.warnings.push(msg);
@@ -447,6 +457,34 @@ function exportVideo() {
   return download(`export.${fmtName}?overlays=${overlays}&fps=10`, "export").finally(() => showBusy(null));
 }
 
+async function openPhotoFile(file) {
+  if (!file) return;
+  const limit = app.limits ? app.limits.max_photo_bytes : Infinity;
+  if (file.size > limit) {
+    notify(`${file.name} is larger than the photo limit (${Math.round(limit / 2 ** 20)} MB)`, "error");
+    return;
+  }
+  if (file.type && !file.type.startsWith("image/")) {
+    notify(`${file.name} is not an image`, "error");
+    return;
+  }
+  showBusy(`uploading ${file.name}…`);
+  ui.openPhoto.disabled = true;
+  const query = `photo?name=${encodeURIComponent(file.name)}&align=${ui.alignPhoto.checked}`;
+  try {
+    const state = await conn.upload(query, file);
+    applyState(state);
+    notify(`${file.name} is ready to drag (model ${state.model})`);
+  } catch (err) {
+    notify(`opening the photo failed: ${err.message}`, "error");
+    if (app.server && app.server.image) viewer.setImage(app.server.image);
+  } finally {
+    showBusy(null);
+    ui.openPhoto.disabled = false;
+    ui.photoFile.value = "";
+  }
+}
+
 async function loadSessionFile(file) {
   if (!file) return;
   const limit = app.limits ? app.limits.max_upload_bytes : Infinity;
@@ -509,6 +547,17 @@ ui.savePng.addEventListener("click", () => download("image.png", "saving the PNG
 ui.saveLatent.addEventListener("click", () => download("latent.pt", "saving the latent"));
 ui.saveSession.addEventListener("click", () => download("session.pt", "saving the session"));
 ui.loadSession.addEventListener("click", () => ui.sessionFile.click());
+ui.openPhoto.addEventListener("click", () => ui.photoFile.click());
+ui.photoFile.addEventListener("change", () => openPhotoFile(ui.photoFile.files[0]));
+ui.stage.addEventListener("dragover", (e) => {
+  if (e.dataTransfer && [...e.dataTransfer.types].includes("Files")) e.preventDefault();
+});
+ui.stage.addEventListener("drop", (e) => {
+  const file = e.dataTransfer && e.dataTransfer.files[0];
+  if (!file) return;
+  e.preventDefault();
+  openPhotoFile(file);
+});
 ui.sessionFile.addEventListener("change", () => loadSessionFile(ui.sessionFile.files[0]));
 ui.exportBtn.addEventListener("click", exportVideo);
 ui.helpOpen.addEventListener("click", () => ui.help.showModal());
