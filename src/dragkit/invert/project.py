@@ -52,11 +52,12 @@ class InvertConfig:
     pti_l2: float = 1.0  # weight of the L2 term in PTI's loss
     locality_alpha: float = 30.0  # distance of the locality latent from the pivot
     locality_weight: float = 0.1  # weight of the locality terms
+    locality_every: int = 2  # apply the locality regulariser every this many PTI steps (PTI's interval)
     seed: int = 0  # the noise on w and the locality latents
     preview_every: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("steps_w", "steps_wplus", "steps_pti", "w_avg_samples", "preview_every"):
+        for name in ("steps_w", "steps_wplus", "steps_pti", "w_avg_samples", "preview_every", "locality_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name != "steps_pti" else 0):
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
@@ -171,7 +172,7 @@ def pivotal_tuning(
     """A copy of ``G`` whose weights are tuned so that ``pivot`` [1, num_ws, w_dim] reproduces ``target``; ``G``
     itself is not changed. Loss: ``pti_l2``·L2 + reconstruction loss at the pivot, plus ``locality_weight``·(L2 +
     reconstruction loss) between the tuned and the original generator at a latent ``locality_alpha`` from the
-    pivot towards a random w (a new one every step). Stage "pti"."""
+    pivot towards a random w (a new one each time), every ``locality_every`` steps. Stage "pti"."""
     config = config or InvertConfig()
     _check_target(G, target)
     if not isinstance(G, nn.Module):
@@ -189,7 +190,7 @@ def pivotal_tuning(
             break
         img = synthesize_image(tuned, pivot)
         loss = config.pti_l2 * (img - target).square().mean() + reconstruction_loss(img, target)
-        if config.locality_weight > 0:
+        if config.locality_weight > 0 and step % config.locality_every == 0:
             z = torch.randn([1, G.z_dim], generator=gen).to(pivot.device)
             c = None
             if G.c_dim:
