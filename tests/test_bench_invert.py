@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from dragkit.io import save_native
-from tests.conftest import make_tiny_generator
+from dragkit.nn.stylegan2 import StyleGAN2Config
+from tests.conftest import TINY_CONFIG, make_tiny_generator
 
 from .conftest import load_benchmark
 
@@ -15,7 +16,8 @@ from .conftest import load_benchmark
 def test_invert_benchmark_writes_rows_sheet_and_outputs(tmp_path: Path) -> None:
     bench = load_benchmark("invert")
     assert bench.parse_seeds("0-6:2,9") == [0, 2, 4, 6, 9] and bench.parse_seeds("none") == []
-    ckpt = save_native(make_tiny_generator(), tmp_path / "tiny")
+    config = StyleGAN2Config.from_dict({**TINY_CONFIG.to_dict(), "img_resolution": 64})  # photos are ≥ 64 px
+    ckpt = save_native(make_tiny_generator(0, config), tmp_path / "tiny")
     args = ["--network", str(ckpt), "--seeds", "0-2:2", "--no-align", "--out", str(tmp_path / "out")]
     assert bench.main([*args, "--steps-w", "2", "--steps-wplus", "2", "--steps-pti", "1"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "out" / "invert.jsonl").read_text().splitlines()]
