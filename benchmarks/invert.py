@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in photos:
             t0 = time.perf_counter()
             result = invert_photo(G, path, config, align=not args.no_align, pti=config.steps_pti > 0)
-            row: dict[str, Any] = {"photo": name, "network": args.network, **result.report, **env}
+            row: dict[str, Any] = {**result.report, "photo": name, "network": args.network, **env}
             row["wall_seconds"] = round(time.perf_counter() - t0, 1)
             log.write(json.dumps(row) + "\n")
             log.flush()
