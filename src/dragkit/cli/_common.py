@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 
 from dragkit.errors import InvalidInputError
@@ -23,6 +25,19 @@ def parse_device(text: str) -> torch.device:
     except (RuntimeError, AssertionError) as exc:
         raise InvalidInputError(f"--device {text!r}: not usable here ({str(exc).splitlines()[0]})") from None
     return device
+
+
+def add_class_option(p: argparse.ArgumentParser) -> None:
+    """``--class N`` (alias ``--class-idx``): the class label of a conditional model (read by :func:`class_label`)."""
+    p.add_argument(
+        "--class",
+        "--class-idx",
+        dest="class_idx",
+        type=int,
+        default=None,
+        metavar="N",
+        help="class label of a conditional model, in [0, c_dim) (dragkit inspect shows c_dim)",
+    )
 
 
 def class_label(G: Generator, class_idx: int | None, device: torch.device) -> torch.Tensor | None:

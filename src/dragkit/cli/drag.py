@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from dragkit.cli._common import class_label, parse_device
+from dragkit.cli._common import add_class_option, class_label, parse_device
 from dragkit.cli.options import add_drag_options, explicit_drag_options
 from dragkit.errors import InvalidInputError
 from dragkit.files import atomic_path, remove_stale_partials
@@ -111,15 +111,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "latent.pt)",
     )
     p.add_argument("--trunc", type=float, default=0.7, metavar="PSI", help="truncation psi (default 0.7)")
-    p.add_argument(
-        "--class",
-        "--class-idx",
-        dest="class_idx",
-        type=int,
-        default=None,
-        metavar="N",
-        help="class label of a conditional model, in [0, c_dim) (dragkit inspect shows c_dim)",
-    )
+    add_class_option(p)
     p.add_argument("--handle", action="append", default=[], metavar="X,Y", help="handle point (repeatable)")
     p.add_argument("--target", action="append", default=[], metavar="X,Y", help="target point (repeatable)")
     p.add_argument("--mask", type=Path, default=None, metavar="PNG", help="movable region: white = movable")

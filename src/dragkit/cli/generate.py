@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from dragkit.cli._common import class_label, parse_device
+from dragkit.cli._common import add_class_option, class_label, parse_device
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--network", required=True, metavar="PATH", help="checkpoint path or model name")
     p.add_argument("--seeds", required=True, type=parse_seeds, metavar="LIST", help="e.g. 0-3,7")
     p.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi (default 1.0)")
-    p.add_argument(
-        "--class",
-        "--class-idx",
-        dest="class_idx",
-        type=int,
-        default=None,
-        metavar="N",
-        help="class label of a conditional model, in [0, c_dim) (dragkit inspect shows c_dim)",
-    )
+    add_class_option(p)
     p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const", help="default const")
     p.add_argument("--outdir", required=True, type=Path, metavar="DIR", help="writes DIR/seed0000.png …")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
