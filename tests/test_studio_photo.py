@@ -47,6 +47,11 @@ def test_open_photo_makes_a_draggable_photo_model_that_sessions_remember(tmp_pat
         folder = tmp_path / "photos" / model.removeprefix("photo:")
         assert (folder / "model.safetensors").is_file() and (folder / "report.json").is_file()
         assert model in [m["id"] for m in c.get("/api/models").json()["models"]]
+        again = c.post(
+            f"/api/sessions/{sid}/photo?name=me.png&align=false&steps_w=4&steps_wplus=4&steps_pti=1",
+            content=photo_bytes(),
+        ).json()  # the same photo again, tuned less: the new weights are served
+        assert again["model"] == model and again["image"] != state["image"]
         s = c.post(f"/api/sessions/{sid}/command", json={"type": "add_point", "handle": [10, 12], "target": [16, 14]})
         assert s.json()["handles"] == [[10, 12]]
         saved = c.get(f"/api/sessions/{sid}/session.pt")

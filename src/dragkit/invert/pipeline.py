@@ -8,7 +8,6 @@ provenance names the base model's sha256, the photo's sha256, the loss and the s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -151,10 +150,6 @@ def invert_photo(
         "stopped_early": bool(should_stop is not None and should_stop()),
     }
     return InversionResult(aligned, ws_w, ws, rec_w, rec_wp, tuned, rec_pti, report)
-
-
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def write_outputs(

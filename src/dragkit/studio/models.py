@@ -223,6 +223,11 @@ class ModelStore:
             raise UnknownModelError(f"no model file {rel!r} in the models folder")
         return pure.as_posix()
 
+    def forget(self, model_id: str) -> None:
+        """Drop a loaded model from memory (its files changed); the next ``get`` loads it again."""
+        with self._lock:
+            self._loaded.pop(model_id, None)
+
     def sha256(self, model_id: str) -> str | None:
         """sha256 of the model's file or native folder; None for a preloaded generator (no file)."""
         from dragkit.io.loader import model_sha256

@@ -360,7 +360,7 @@ def create_app(
         align: bool = True,
         steps_w: Annotated[int, Query(ge=1, le=2000)] = PhotoOptions.steps_w,
         steps_wplus: Annotated[int, Query(ge=1, le=2000)] = PhotoOptions.steps_wplus,
-        steps_pti: Annotated[int, Query(ge=0, le=2000)] = PhotoOptions.steps_pti,
+        steps_pti: Annotated[int, Query(ge=1, le=2000)] = PhotoOptions.steps_pti,
     ) -> dict[str, Any]:
         """Invert an uploaded photo (the raw file as the body) into the tab's model, then open it for editing on
         the tuned generator. Progress goes to the tab's WebSocket as ``invert_progress`` messages; the reply is

@@ -621,6 +621,7 @@ class SessionManager:
                 shutil.rmtree(out)
             shutil.move(str(tmp / "out" / "generator"), str(out))
             shutil.copy(tmp / "out" / "report.json", out / "report.json")
+        self.models.forget(PHOTO_PREFIX + folder)  # the same photo opened again: its old tuned weights are gone
         return PHOTO_PREFIX + folder, result.ws
 
     def open_photo_model(self, s: StudioSession, model_id: str, ws: torch.Tensor) -> dict[str, Any]:
