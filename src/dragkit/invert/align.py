@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
@@ -29,6 +30,7 @@ __all__ = [
     "MIN_PHOTO_SIDE",
     "Face",
     "center_crop",
+    "decode_photo",
     "ffhq_quad",
     "read_photo",
     "warp_quad",
@@ -65,17 +67,23 @@ def read_photo(path: str | Path) -> np.ndarray:
     size = p.stat().st_size
     if size > MAX_PHOTO_BYTES:
         raise InvalidInputError(f"{p}: {size / 2**20:.0f} MB is too large (at most {MAX_PHOTO_BYTES // 2**20} MB)")
+    return decode_photo(p, str(p))
+
+
+def decode_photo(source: Path | IO[bytes], name: str = "photo") -> np.ndarray:
+    """An image file or byte stream → uint8 RGB [H, W, 3] via :func:`photo_to_rgb`; the pixel count is checked
+    before decoding. Anything unreadable is an :class:`InvalidInputError` naming ``name``."""
     try:
-        with Image.open(p) as im:
+        with Image.open(source) as im:
             w, h = im.size
             if w * h > MAX_PHOTO_PIXELS:
-                raise InvalidInputError(f"{p}: {w}×{h} pixels is too many (at most {MAX_PHOTO_PIXELS:,})")
+                raise InvalidInputError(f"{name}: {w}×{h} pixels is too many (at most {MAX_PHOTO_PIXELS:,})")
             im.load()
-            return photo_to_rgb(im, str(p))
+            return photo_to_rgb(im, name)
     except InvalidInputError:
         raise
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
-        raise InvalidInputError(f"{p}: not a readable image ({type(exc).__name__})") from None
+        raise InvalidInputError(f"{name}: not a readable image ({type(exc).__name__})") from None
 
 
 def photo_to_rgb(im: Image.Image, name: str = "photo") -> np.ndarray:

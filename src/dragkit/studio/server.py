@@ -365,7 +365,7 @@ def create_app(
         """Invert an uploaded photo (the raw file as the body) into the tab's model, then open it for editing on
         the tuned generator. Progress goes to the tab's WebSocket as ``invert_progress`` messages; the reply is
         the tab's new state. A tab that goes away cancels its inversion."""
-        from dragkit.invert.align import photo_to_rgb
+        from dragkit.invert.align import decode_photo
 
         s = manager.get(sid)
         if s.inverting:
@@ -373,7 +373,7 @@ def create_app(
         body = await read_limited(request, config.max_photo_bytes)
         if not body:
             raise P.ProtocolError("bad_input", "empty upload: send the photo file as the request body")
-        photo = await asyncio.to_thread(_decode_photo, body, name, photo_to_rgb)
+        photo = await asyncio.to_thread(decode_photo, io.BytesIO(body), name)
         options = PhotoOptions(align=align, steps_w=steps_w, steps_wplus=steps_wplus, steps_pti=steps_pti)
         digest = hashlib.sha256(body).hexdigest()
         cancel = threading.Event()
@@ -502,27 +502,6 @@ def _report(fut: concurrent.futures.Future[dict[str, Any]], outbox: Outbox, repl
         outbox.put(msg)
 
     fut.add_done_callback(done)
-
-
-def _decode_photo(body: bytes, name: str, to_rgb: Any) -> Any:
-    """An uploaded photo's bytes → uint8 RGB (pixel cap, EXIF, alpha, 16-bit as :func:`read_photo`); bad input
-    raises :class:`~dragkit.errors.InvalidInputError` with one line."""
-    from PIL import Image, UnidentifiedImageError
-
-    from dragkit.errors import InvalidInputError
-    from dragkit.invert.align import MAX_PHOTO_PIXELS
-
-    try:
-        with Image.open(io.BytesIO(body)) as im:
-            w, h = im.size
-            if w * h > MAX_PHOTO_PIXELS:
-                raise InvalidInputError(f"{name}: {w}×{h} pixels is too many (at most {MAX_PHOTO_PIXELS:,})")
-            im.load()
-            return to_rgb(im, name)
-    except InvalidInputError:
-        raise
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
-        raise InvalidInputError(f"{name}: not a readable image ({type(exc).__name__})") from None
 
 
 async def _pump(ws: WebSocket, outbox: Outbox) -> None:
