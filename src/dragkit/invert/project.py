@@ -88,14 +88,19 @@ def _check_target(G: Generator, target: torch.Tensor) -> None:
         raise InvalidInputError(f"target must be a float image [1, 3, {h}, {w}] in [-1, 1], got {list(target.shape)}")
 
 
-def _w_stats(G: Generator, samples: int, seed: int) -> tuple[torch.Tensor, float]:
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn([samples, G.z_dim], generator=gen).to(G.w_avg.device)
+def _random_ws(G: Generator, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` random latents [n, num_ws, w_dim] (ψ = 1; a random class each for conditional models), no grad."""
+    z = torch.randn([n, G.z_dim], generator=gen).to(G.w_avg.device)
+    c = None
+    if G.c_dim:
+        c = torch.zeros([n, G.c_dim], device=z.device)
+        c[torch.arange(n), torch.randint(G.c_dim, [n], generator=gen)] = 1
     with torch.no_grad():
-        c = torch.zeros([samples, G.c_dim], device=z.device) if G.c_dim else None
-        if c is not None:
-            c[torch.arange(samples), torch.randint(G.c_dim, [samples], generator=gen)] = 1
-        w = G.mapping(z, c)[:, 0]
+        return G.mapping(z, c)
+
+
+def _w_stats(G: Generator, samples: int, seed: int) -> tuple[torch.Tensor, float]:
+    w = _random_ws(G, samples, torch.Generator().manual_seed(seed))[:, 0]
     avg = w.mean(0, keepdim=True)
     std = float(((w - avg).square().sum() / samples) ** 0.5)
     return avg, std
@@ -191,13 +196,8 @@ def pivotal_tuning(
         img = synthesize_image(tuned, pivot)
         loss = config.pti_l2 * (img - target).square().mean() + reconstruction_loss(img, target)
         if config.locality_weight > 0 and step % config.locality_every == 0:
-            z = torch.randn([1, G.z_dim], generator=gen).to(pivot.device)
-            c = None
-            if G.c_dim:
-                c = torch.zeros([1, G.c_dim], device=pivot.device)
-                c[0, int(torch.randint(G.c_dim, [1], generator=gen))] = 1
+            w_rand = _random_ws(G, 1, gen)
             with torch.no_grad():
-                w_rand = G.mapping(z, c)
                 direction = w_rand - pivot
                 w_near = pivot + config.locality_alpha * direction / direction.norm(dim=-1, keepdim=True)
                 ref = synthesize_image(G, w_near)
