@@ -175,7 +175,7 @@ def test_lr_schedule_ramps_up_and_down() -> None:
 
 # -- projection and tuning --------------------------------------------------------------------------------------
 
-FAST = InvertConfig(steps_w=60, steps_wplus=60, steps_pti=40, w_avg_samples=500, lr_wplus=0.02)
+FAST = InvertConfig(steps_w=60, steps_wplus=60, steps_pti=40, w_avg_samples=500, lr_wplus=0.02, loss="lap1+msssim")
 
 
 def test_projection_recovers_a_generated_image() -> None:

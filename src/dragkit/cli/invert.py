@@ -46,6 +46,15 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--no-align", action="store_true", help="centre-crop instead of aligning a face")
     p.add_argument("--no-pti", action="store_true", help="stop after the W+ projection (no tuned generator)")
+    p.add_argument(
+        "--loss",
+        choices=["auto", "lap1+msssim", "lpips"],
+        default="auto",
+        help="reconstruction distance: lap1+msssim (offline, no learned weights) or lpips (LPIPS-VGG: needs "
+        "torchvision's vgg16-397923af.pth in the cache or --vgg16); auto (default) = lpips where those weights are "
+        "present, else lap1+msssim. The report names the one that ran",
+    )
+    p.add_argument("--vgg16", metavar="PATH", help="torchvision's vgg16-397923af.pth for --loss lpips")
     p.add_argument("--seed", type=int, default=0, help="seed of the projection noise (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.set_defaults(func=run)
@@ -64,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         steps_wplus=args.steps_wplus,
         steps_pti=0 if args.no_pti else args.steps_pti,
         seed=args.seed,
+        loss=args.loss,
+        vgg16=args.vgg16,
     )
     photo = read_photo(args.photo)
     photo_sha = hashlib.sha256(args.photo.read_bytes()).hexdigest()

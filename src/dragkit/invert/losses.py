@@ -10,14 +10,31 @@ report's measures.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LOSSES", "laplacian_l1", "ms_ssim", "psnr", "reconstruction_loss", "ssim"]
+from dragkit.errors import InvalidInputError
 
-#: Names the CLI and the report use for the loss that ran.
-LOSSES = ("lap1+msssim",)
+__all__ = [
+    "LOSSES",
+    "LossFn",
+    "laplacian_l1",
+    "loss_function",
+    "ms_ssim",
+    "psnr",
+    "reconstruction_loss",
+    "resolve_loss",
+    "ssim",
+]
+
+#: Names the CLI and the report use: the offline loss, and LPIPS-VGG (:mod:`dragkit.invert.lpips`, the user's
+#: weights). "auto" (:func:`resolve_loss`) is LPIPS where its backbone is in the cache, else the offline loss.
+LOSSES = ("lap1+msssim", "lpips")
+
+#: loss(img, target): images [N, 3, H, W] in [-1, 1] → [] (differentiable)
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _C1, _C2 = 0.01**2, 0.03**2  # for images in [0, 1]
 
@@ -103,6 +120,33 @@ def reconstruction_loss(img: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     at most 256 px per side. img, target: [N, 3, H, W] in [-1, 1] → []."""
     x, y = downsample_to(img), downsample_to(target)
     return laplacian_l1(x, y) + (1 - ms_ssim(x, y)).mean()
+
+
+def resolve_loss(name: str, vgg16: str | None = None) -> str:
+    """The loss that will run for ``name`` (one of :data:`LOSSES` or "auto"): "auto" is "lpips" where VGG16's
+    weights are given or in the cache, else "lap1+msssim". Unknown names raise :class:`InvalidInputError`."""
+    if name == "auto":
+        from dragkit.io.registry import WEIGHT_FILES
+
+        return "lpips" if vgg16 is not None or WEIGHT_FILES["vgg16-imagenet"].path.is_file() else LOSSES[0]
+    if name not in LOSSES:
+        raise InvalidInputError(f"unknown loss {name!r} (choose from auto, {', '.join(LOSSES)})")
+    return name
+
+
+def loss_function(name: str, vgg16: str | None = None) -> LossFn:
+    """The distance named ``name`` (see :func:`resolve_loss`), both on images downsampled to at most 256 px as the
+    projector does. LPIPS loads its weights here (once) and raises :class:`ModelNotFoundError` without them."""
+    if resolve_loss(name, vgg16) == "lap1+msssim":
+        return reconstruction_loss
+    from dragkit.invert.lpips import load_lpips
+
+    lpips = load_lpips(vgg16)
+
+    def lpips_loss(img: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return lpips.to(img.device)(downsample_to(img), downsample_to(target)).mean()
+
+    return lpips_loss
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

