@@ -217,31 +217,30 @@ def test_worker_runs_jobs_in_order_on_one_thread() -> None:
         worker.submit(lambda: None).result(timeout=1)
 
 
-def test_outbox_bounds_the_frame_backlog_and_keeps_the_latest() -> None:
-    async def scenario() -> list[dict[str, Any]]:
-        box = Outbox(asyncio.get_running_loop(), max_pending_frames=2)
+def test_outbox_never_queues_a_frame_behind_a_stale_one() -> None:
+    async def scenario() -> tuple[list[dict[str, Any]], int]:
+        box = Outbox(asyncio.get_running_loop())
         box.put({"type": "state", "n": 0})
         for n in range(1, 6):
             box.put({"type": "frame", "n": n})
         box.put({"type": "stopped", "n": 6})
         box.put({"type": "frame", "n": 7})
         await asyncio.sleep(0)
-        got = [await box.get() for _ in range(5)]
-        box.put({"type": "frame", "n": 8})  # the backlog drained: frames flow again
-        box.put({"type": "frame", "n": 9})
+        got = [await box.get() for _ in range(3)]
+        box.put({"type": "frame", "n": 8})  # the waiting frame was sent: frames flow again
+        box.put({"type": "state", "n": 9})
         await asyncio.sleep(0)
-        return got + [await box.get() for _ in range(2)]
+        return got + [await box.get() for _ in range(2)], box.dropped_frames
 
-    got = asyncio.run(scenario())
+    got, dropped = asyncio.run(scenario())
     assert [(m["type"], m["n"]) for m in got] == [
         ("state", 0),
-        ("frame", 1),
-        ("frame", 5),  # 2, 3 and 4 were replaced by newer frames while two were waiting
-        ("stopped", 6),
+        ("stopped", 6),  # frames 1-5 were replaced while waiting; the other messages keep their order
         ("frame", 7),
         ("frame", 8),
-        ("frame", 9),
+        ("state", 9),
     ]
+    assert dropped == 5
 
 
 def test_frame_store_drops_undone_futures_and_respects_its_budget() -> None:

@@ -98,16 +98,17 @@ class Worker:
 class Outbox:
     """Messages waiting to be sent on a session's WebSocket; thread-safe ``put``.
 
-    Up to ``max_pending_frames`` frames may wait; beyond that a new frame replaces the newest waiting one, so a
-    slow client sees the latest picture rather than an ever-growing backlog. Other messages are never dropped.
+    At most one frame waits: a new frame replaces the one still waiting (it is taken out of the queue, and the new
+    one goes to the end), so a tab is never sent a picture older than one it could already have, and a slow client
+    costs the drag nothing. Every frame carries the whole state it shows (step, handles, …), so nothing is lost by
+    skipping one. Other messages are never dropped or reordered.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_pending_frames: int = 4) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._items: deque[dict[str, Any]] = deque()
         self._event = asyncio.Event()
-        self.max_pending_frames = max_pending_frames
-        self._pending_frames = 0
+        self._frame: dict[str, Any] | None = None  # the frame waiting in ``_items``, if any
         self.dropped_frames = 0
 
     def put(self, msg: dict[str, Any]) -> None:
@@ -115,18 +116,12 @@ class Outbox:
             self._loop.call_soon_threadsafe(self._put, msg)
 
     def _put(self, msg: dict[str, Any]) -> None:
-        is_frame = msg.get("type") == "frame"
-        if (
-            is_frame
-            and self._pending_frames >= self.max_pending_frames
-            and self._items
-            and self._items[-1].get("type") == "frame"
-        ):
-            self._items[-1] = msg
-            self.dropped_frames += 1
-        else:
-            self._items.append(msg)
-            self._pending_frames += is_frame
+        if msg.get("type") == "frame":
+            if self._frame is not None:
+                self._items.remove(self._frame)
+                self.dropped_frames += 1
+            self._frame = msg
+        self._items.append(msg)
         self._event.set()
 
     async def get(self) -> dict[str, Any]:
@@ -134,5 +129,6 @@ class Outbox:
             self._event.clear()
             await self._event.wait()
         msg = self._items.popleft()
-        self._pending_frames -= msg.get("type") == "frame"
+        if msg is self._frame:
+            self._frame = None
         return msg
