@@ -27,11 +27,17 @@ def _session(G: StyleGAN2Generator, **changes: object) -> DragSession:
     return sess
 
 
-def _same_state(a: DragSession, b: DragSession) -> None:
+def _same_state(a: DragSession, b: DragSession, diagnostics: bool = True) -> None:
+    """``diagnostics=False``: ignore the per-step confidence and guard check, which files written before they
+    existed do not record."""
     assert torch.equal(a.ws, b.ws)
     assert a.handles == b.handles and a.targets == b.targets
     assert a.step_count == b.step_count
-    assert a.trajectory == b.trajectory
+    if diagnostics:
+        assert a.trajectory == b.trajectory
+    else:
+        plain = [[dataclasses.replace(r, confidence=None, sharpness=None) for r in s.trajectory] for s in (a, b)]
+        assert plain[0] == plain[1]
     ma, mb = a.mask, b.mask
     assert (ma is None and mb is None) or (ma is not None and mb is not None and np.array_equal(ma, mb))
 
@@ -293,11 +299,11 @@ def test_load_reads_version_1_files(tiny_g: StyleGAN2Generator, tracker: str) ->
     twin.run(max_steps=4)
     twin.undo()
     assert loaded.config == twin.config and loaded.settings == twin.settings
-    _same_state(loaded, twin)
+    _same_state(loaded, twin, diagnostics=False)
     assert loaded.can_redo and loaded.can_undo
     loaded.redo()
     twin.redo()
-    _same_state(loaded, twin)
+    _same_state(loaded, twin, diagnostics=False)
     loaded.undo(6)  # back to before the points and the mask: the whole history came along
     assert loaded.handles == [] and not loaded.can_undo
     loaded.redo(6)

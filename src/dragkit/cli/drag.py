@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
@@ -36,6 +36,9 @@ from dragkit.cli.options import add_drag_options, explicit_drag_options
 from dragkit.errors import InvalidInputError
 from dragkit.files import atomic_path, remove_stale_partials
 from dragkit.render.video import GIF_SIZE, VIDEO_SIZE
+
+if TYPE_CHECKING:
+    from dragkit.engine import StepResult
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +150,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the network, drag, write the outputs."""
-    from dragkit.engine import DragConfig, DragSession, StepResult
+    from dragkit.engine import DragConfig, DragSession
     from dragkit.engine.persist import read_model_id
+    from dragkit.engine.result import LOW_CONFIDENCE
     from dragkit.io import load_generator
     from dragkit.io.images import load_mask, save_png
     from dragkit.nn.images import to_uint8
@@ -233,11 +237,15 @@ def run(args: argparse.Namespace) -> int:
 
     final = sess.status()
     image = sess.image()
+    stopped = _stop_reason(last, steps)
+    confidence = sess.trajectory[-1].confidence if sess.trajectory else None
+    uncertain = [i for i, c in enumerate(confidence or []) if c <= LOW_CONFIDENCE]
     video_start = time.perf_counter()
     if video is not None:
         end = sess.step_count
         if last is not None and last.done:
             end -= 1  # the arrived step did not move the latent: the image is the one it started from
+        video.drop_after(end)  # the quality guard went back from the steps after it
         if end not in video.positions:
             video.add(end, image, final.handles, final.targets)
         fill = fill_positions(video.positions, first_step, end, args.video_frames)
@@ -272,6 +280,10 @@ def run(args: argparse.Namespace) -> int:
         "video_seconds": None if video is None else round(video_seconds, 3),
         "video_frames": None if video is None else len(video.positions),
         "done": final.done,
+        "stopped": stopped,
+        "sharpness": None if last is None else last.sharpness,
+        "confidence": confidence,
+        "uncertain_handles": uncertain,
         "config": sess.settings.to_dict(),
         "network": str(network),
         "seed": sess.meta.get("seed"),
@@ -293,4 +305,31 @@ def run(args: argparse.Namespace) -> int:
     _write_json(out / "session.json", session_summary)
     logger.info("wrote %s", out)
     print("final distances (px): " + ", ".join(f"{d:.2f}" for d in final.distances))
+    for line in stop_lines(last, uncertain, confidence, final.step):
+        print(line)
     return 0
+
+
+def _stop_reason(last: StepResult | None, steps: int) -> str:
+    """Why the drag ended: "arrived", "degraded" (the quality guard), "max_steps" or "interrupted"."""
+    if last is not None and last.degraded:
+        return "degraded"
+    if last is not None and last.done:
+        return "arrived"
+    return "max_steps" if last is not None and last.step >= steps else "interrupted"
+
+
+def stop_lines(last: StepResult | None, uncertain: list[int], confidence: list[float] | None, step: int) -> list[str]:
+    """What to tell the user about how the drag ended, beyond the distances (guard trip, uncertain handles)."""
+    lines = []
+    if last is not None and last.degraded:
+        lines.append(
+            f"stopped: the image started to degrade (edit region at {last.sharpness:.0%} of its sharpness) — kept "
+            f"step {step}, the last sharp one; undo a few steps or add a mask, or go on with --no-guard"
+        )
+    if uncertain and confidence is not None:
+        which = ", ".join(f"{i + 1} ({confidence[i]:.2f})" for i in uncertain)
+        lines.append(
+            f"note: handle {which} may not have followed the image (low tracking confidence): check the result"
+        )
+    return lines

@@ -52,6 +52,7 @@ _CONFIG_TYPES: dict[str, dict[str, Any]] = {
     "stop_rule": {"convert": parse_stop_rule, "metavar": "RULE"},
     "max_steps": {"type": int, "metavar": "N", "flags": ("--steps", "--max-steps")},
     "impl": {"choices": IMPLS},
+    "guard": {"flags": ("--no-guard",), "action": "store_false"},
 }
 
 
@@ -102,7 +103,7 @@ def add_drag_options(parser: argparse.ArgumentParser, skip: Iterable[str] = ()) 
             continue
         flags = _config_flags(f.name)
         kwargs = {k: v for k, v in _CONFIG_TYPES[f.name].items() if k not in ("flags", "convert")}
-        if "choices" not in kwargs:
+        if "choices" not in kwargs and "action" not in kwargs:
             kwargs.setdefault("metavar", f.name.upper())
         group.add_argument(*flags, dest=_dest(flags[0]), default=None, help=f.metadata["help"], **kwargs)
     if "tracker" in skipped:

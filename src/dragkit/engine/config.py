@@ -119,6 +119,13 @@ class DragConfig:
     )
     max_steps: int = field(default=300, metadata=_help("steps at most (default 300, the paper's evaluation)"))
     impl: Impl = field(default="fast", metadata=_help("'fast' (native feature grid) or 'reference' (official)"))
+    guard: bool = field(
+        default=True,
+        metadata=_help(
+            "the quality guard: stop at the last sharp step when the edit region starts to blur or smear "
+            "(--no-guard: run on)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.lr is not None and not (_is_real(self.lr) and self.lr > 0):
@@ -148,6 +155,8 @@ class DragConfig:
         if not (_is_int(self.max_steps) and self.max_steps >= 1):
             raise _fail("max_steps", "an int ≥ 1", self.max_steps)
         _check_choice("impl", self.impl, IMPLS)
+        if not isinstance(self.guard, bool):
+            raise _fail("guard", "True or False", self.guard)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists, tracker params a dict); :meth:`from_dict` inverts it."""
@@ -233,6 +242,7 @@ class DragConfig:
             stop_rule=self.stop_rule,
             max_steps=self.max_steps,
             impl=self.impl,
+            guard=self.guard,
         )
 
 
@@ -253,6 +263,7 @@ class ResolvedConfig:
     stop_rule: StopRule
     max_steps: int
     impl: Impl
+    guard: bool
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

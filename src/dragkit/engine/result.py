@@ -9,9 +9,12 @@ import numpy as np
 
 from dragkit.errors import DragkitError
 
-__all__ = ["StepFailedError", "StepResult"]
+__all__ = ["LOW_CONFIDENCE", "StepFailedError", "StepResult"]
 
 Point = tuple[float, float]
+
+#: A handle whose confidence is at or below this is reported as uncertain (measured: docs/engine.md).
+LOW_CONFIDENCE = 0.8
 
 
 class StepFailedError(DragkitError):
@@ -28,6 +31,13 @@ class StepResult:
     loss: the optimised loss, or None when the step was ``done`` (nothing optimised).
     done: the drag arrived (every handle within the stop distance of its target, or the tracker's own test).
     frame: uint8 [H, W, 3] image of the latent the step started from, when asked for, else None.
+    confidence: per handle, how well the feature where it was tracked still matches the feature it started with
+    (cosine similarity, 1 = the same; :data:`LOW_CONFIDENCE` and below: the tracker and the image may disagree), or
+    None where the tracker does not say.
+    sharpness: on the steps the quality guard checked (every ``GUARD_EVERY``), the edit region's sharpness as a
+    fraction of the segment's start, else None.
+    degraded: the guard tripped: the session went back to the last checked latent that was still sharp (``step``,
+    ``handles`` and ``distances`` are that latent's) and nothing was optimised; stop, or go on with the guard off.
     """
 
     step: int
@@ -37,6 +47,14 @@ class StepResult:
     loss: float | None
     done: bool
     frame: np.ndarray | None = field(default=None, compare=False, repr=False)
+    confidence: list[float] | None = None
+    sharpness: float | None = None
+    degraded: bool = False
+
+    @property
+    def uncertain(self) -> list[int]:
+        """Indices of the handles whose confidence is at or below :data:`LOW_CONFIDENCE`."""
+        return [i for i, c in enumerate(self.confidence or []) if c <= LOW_CONFIDENCE]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict without the frame."""
@@ -47,6 +65,9 @@ class StepResult:
             "distances": list(self.distances),
             "loss": self.loss,
             "done": self.done,
+            "confidence": None if self.confidence is None else list(self.confidence),
+            "sharpness": self.sharpness,
+            "degraded": self.degraded,
         }
 
     @classmethod
@@ -59,4 +80,7 @@ class StepResult:
             distances=[float(v) for v in d["distances"]],
             loss=None if d["loss"] is None else float(d["loss"]),
             done=bool(d["done"]),
+            confidence=None if d.get("confidence") is None else [float(c) for c in d["confidence"]],
+            sharpness=None if d.get("sharpness") is None else float(d["sharpness"]),
+            degraded=bool(d.get("degraded", False)),
         )

@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import torch
 
 from dragkit.engine import persist
 from dragkit.engine.config import DragConfig, ResolvedConfig, stop_distance
+from dragkit.engine.guard import GUARD_EVERY, GUARD_MIN_SIDE, SHARPNESS_FLOOR, Box, guard_region, sharpness
 from dragkit.engine.history import History, Point, Segment, State, TrajectoryNode
 from dragkit.engine.inputs import check_mask, check_meta, check_points, check_psi, check_seed, check_ws0
 from dragkit.engine.latent import LatentRows, adam_step
@@ -58,7 +59,18 @@ HISTORY_BYTES = 256 * 2**20
 
 #: DragConfig fields that :meth:`DragSession.set_config` may change mid-edit (the others define the latent's
 #: layout or the feature grid the saved states were made with: start a new session for those).
-LIVE_FIELDS = ("lr", "tracker", "tracker_params", "mask_lambda", "latent_reg", "stop_rule", "max_steps")
+LIVE_FIELDS = ("lr", "tracker", "tracker_params", "mask_lambda", "latent_reg", "stop_rule", "max_steps", "guard")
+
+
+@dataclass(frozen=True)
+class GuardMemo:
+    """The quality guard's reference: the segment and mask it belongs to, the region it measures, and the segment
+    start's sharpness there."""
+
+    segment: Segment
+    mask: torch.Tensor | None
+    box: Box
+    reference: float
 
 
 class DragSession:
@@ -101,6 +113,7 @@ class DragSession:
         self._image_cache: tuple[torch.Tensor, np.ndarray] | None = None
         self._fixed_region = FixedRegionTerm()
         self._features0: tuple[Segment, torch.Tensor] | None = None  # F0 of the last segment used
+        self._guard: GuardMemo | None = None  # the quality guard's reference for the last segment checked
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
@@ -318,6 +331,20 @@ class DragSession:
                     "the generator produced non-finite features (the latent diverged: undo and lower the lr)"
                 )
             image = self._display_image(out, ws) if tracker.needs_frame else None
+            segment, tracking = st.segment, st.tracking
+            new_segment = segment is None or (segment.tracker, segment.params) != (s.tracker, s.tracker_params)
+            if new_segment:
+                segment = Segment(st.ws_opt, s.tracker, s.tracker_params)
+                self._features0 = (segment, out.features.detach())
+            assert segment is not None
+
+            # 1b. quality guard (every GUARD_EVERY steps): back to the last sharp latent when this one has degraded
+            ratio: float | None = None
+            if s.guard:
+                ratio, checked = self._check_guard(st, segment, out, ws, image)
+                image = checked if checked is not None else image
+                if ratio is not None and ratio < SHARPNESS_FLOOR:
+                    return self._rewind(segment, ratio)
             ctx = TrackContext(
                 out.features,
                 self._tensor(st.handles),
@@ -331,13 +358,11 @@ class DragSession:
             )
 
             # 2. point tracking (a new segment when the points or the tracker changed)
-            segment, tracking = st.segment, st.tracking
-            if segment is None or (segment.tracker, segment.params) != (s.tracker, s.tracker_params):
-                segment = Segment(st.ws_opt, s.tracker, s.tracker_params)
-                self._features0 = (segment, out.features.detach())
+            if new_segment:
                 tracking = tracker.start(ctx)
             found, tracking = tracker.track(ctx, tracking)
             new_handles = tuple(as_points(found))
+            confidence = tracker.confidence(ctx, found, tracking)
 
             # 3. stop check
             handles_t = self._tensor(new_handles)
@@ -362,7 +387,17 @@ class DragSession:
             frame = None
             if render:
                 frame = to_uint8(image if image is not None else self._display_image(out, ws))[0]
-            result = StepResult(st.step + 1, list(new_handles), list(st.targets), distances, loss_value, done, frame)
+            result = StepResult(
+                st.step + 1,
+                list(new_handles),
+                list(st.targets),
+                distances,
+                loss_value,
+                done,
+                frame,
+                confidence=confidence,
+                sharpness=ratio,
+            )
             node = TrajectoryNode(replace(result, frame=None), st.trajectory, st.step + 1)
             self._history.commit(
                 replace(
@@ -385,7 +420,8 @@ class DragSession:
         should_stop: Callable[[], bool] | None = None,
         render_every: int = 0,
     ) -> StepResult:
-        """Step until done, ``max_steps`` (default ``config.max_steps``) or ``should_stop()`` is true.
+        """Step until done, the quality guard trips (``degraded``: the session is back at the last sharp step),
+        ``max_steps`` (default ``config.max_steps``) or ``should_stop()`` is true.
 
         callback(result) is called after every step; ``render_every=k > 0`` renders a frame every k-th step
         (the first included). Returns the last step's result (or :meth:`status` when no step ran).
@@ -404,7 +440,7 @@ class DragSession:
             last = self.step(render=render_every > 0 and i % render_every == 0)
             if callback is not None:
                 callback(last)
-            if last.done:
+            if last.done or last.degraded:
                 break
         if last is None:
             return self.status()
@@ -414,6 +450,45 @@ class DragSession:
     # -- internals ------------------------------------------------------------------------------------------------
     def _tensor(self, points: Sequence[Point]) -> torch.Tensor:
         return torch.tensor(points, dtype=torch.float32, device=self.device).reshape(-1, 2)
+
+    def _check_guard(
+        self, st: State, segment: Segment, out: SynthesisResult, ws: torch.Tensor, image: torch.Tensor | None
+    ) -> tuple[float | None, torch.Tensor | None]:
+        """On every :data:`GUARD_EVERY`-th step: the edit region's sharpness in this step's latent relative to the
+        segment's start, and the frame rendered for it; else (None, None).
+
+        The reference (the region, and the start latent's sharpness there, rendered from the segment's rows) is
+        computed at the first check of each segment and mask, so a session loaded from a file checks exactly as
+        the one that saved it."""
+        if st.step % GUARD_EVERY != 0:
+            return None, None
+        memo = self._guard
+        if memo is None or memo.segment is not segment or memo.mask is not st.mask:
+            box = guard_region([*st.origins, *st.targets], st.mask, self.image_shape)
+            if min(box[2] - box[0], box[3] - box[1]) < GUARD_MIN_SIDE:
+                return None, None  # too few pixels for a sharpness measure (tiny models)
+            with torch.no_grad():
+                start = self._rows.synthesize(self.generator, segment.start, self.settings.feature_block, full=True)
+            assert start.image is not None
+            memo = self._guard = GuardMemo(segment, st.mask, box, max(sharpness(start.image, box), 1e-12))
+        frame = image if image is not None else self._display_image(out, ws)
+        return sharpness(frame, memo.box) / memo.reference, frame
+
+    def _rewind(self, segment: Segment, ratio: float) -> StepResult:
+        """The guard tripped: undo this segment's steps back to the last latent that passed a check (or to the
+        segment's start), commit nothing, and report it (``degraded``)."""
+        h = self._history
+        good = -1  # the step count of the last latent that passed (a result's check is of the latent before it)
+        node = h.current.trajectory
+        while node is not None:
+            if node.result.sharpness is not None and node.result.sharpness >= SHARPNESS_FLOOR:
+                good = node.result.step - 1
+                break
+            node = node.prev
+        while h.can_undo and h.current.segment is segment and h.current.step > good:
+            h.undo(1)
+        logger.info("quality guard: sharpness %.2f of the start, back to step %d", ratio, h.current.step)
+        return replace(self.status(), sharpness=ratio, degraded=True)
 
     def _display_image(self, out: SynthesisResult, ws: torch.Tensor) -> torch.Tensor:
         """[1, 3, H, W] image of the step's starting latent: the full forward's, or finished from the feature block."""

@@ -115,10 +115,10 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.exp((stacked.log() * wt).sum(dim=1))
 
 
-def reconstruction_loss(img: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def reconstruction_loss(img: torch.Tensor, target: torch.Tensor, side: int = 256) -> torch.Tensor:
     """The offline inversion loss ("lap1+msssim"): Laplacian-pyramid L1 + (1 − MS-SSIM), on images downsampled to
-    at most 256 px per side. img, target: [N, 3, H, W] in [-1, 1] → []."""
-    x, y = downsample_to(img), downsample_to(target)
+    at most ``side`` px per side. img, target: [N, 3, H, W] in [-1, 1] → []."""
+    x, y = downsample_to(img, side), downsample_to(target, side)
     return laplacian_l1(x, y) + (1 - ms_ssim(x, y)).mean()
 
 
@@ -134,17 +134,18 @@ def resolve_loss(name: str, vgg16: str | None = None) -> str:
     return name
 
 
-def loss_function(name: str, vgg16: str | None = None) -> LossFn:
-    """The distance named ``name`` (see :func:`resolve_loss`), both on images downsampled to at most 256 px as the
-    projector does. LPIPS loads its weights here (once) and raises :class:`ModelNotFoundError` without them."""
+def loss_function(name: str, vgg16: str | None = None, side: int = 256) -> LossFn:
+    """The distance named ``name`` (see :func:`resolve_loss`) on images downsampled to at most ``side`` px (256:
+    what the projector does). LPIPS loads its weights here (once) and raises :class:`ModelNotFoundError` without
+    them."""
     if resolve_loss(name, vgg16) == "lap1+msssim":
-        return reconstruction_loss
+        return lambda img, target: reconstruction_loss(img, target, side)
     from dragkit.invert.lpips import load_lpips
 
     lpips = load_lpips(vgg16)
 
     def lpips_loss(img: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return lpips.to(img.device)(downsample_to(img), downsample_to(target)).mean()
+        return lpips.to(img.device)(downsample_to(img, side), downsample_to(target, side)).mean()
 
     return lpips_loss
 

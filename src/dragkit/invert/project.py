@@ -56,13 +56,22 @@ class InvertConfig:
     locality_alpha: float = 30.0  # distance of the locality latent from the pivot
     locality_weight: float = 0.1  # weight of the locality terms
     locality_every: int = 2  # apply the locality regulariser every this many PTI steps (PTI's interval)
+    side_pti: int = 512  # PTI's distance runs on images downsampled to at most this many pixels (projection: 256)
     seed: int = 0  # the noise on w and the locality latents
     preview_every: int = 10
     loss: str = "auto"
     vgg16: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps_w", "steps_wplus", "steps_pti", "w_avg_samples", "preview_every", "locality_every"):
+        for name in (
+            "steps_w",
+            "steps_wplus",
+            "steps_pti",
+            "w_avg_samples",
+            "preview_every",
+            "locality_every",
+            "side_pti",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name != "steps_pti" else 0):
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
@@ -194,7 +203,7 @@ def pivotal_tuning(
     for p in params:
         p.requires_grad_(True)
     tuned.train(False)
-    distance = loss_function(config.loss, config.vgg16)
+    distance = loss_function(config.loss, config.vgg16, config.side_pti)
     gen = torch.Generator().manual_seed(config.seed + 1)
     pivot = pivot.detach()
     opt = torch.optim.Adam(params, betas=(0.9, 0.999), lr=config.lr_pti)

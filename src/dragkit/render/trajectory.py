@@ -73,6 +73,11 @@ class TrajectoryFrames:
         """Positions that have a frame, in order."""
         return sorted(self._frames)
 
+    def drop_after(self, position: int) -> None:
+        """Forget the frames after ``position`` steps (steps the session went back from)."""
+        for p in [p for p in self._frames if p > position]:
+            del self._frames[p]
+
     def add(
         self,
         position: int,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from dragkit.studio.sessions import StudioSession
 
 #: The drag options a ``set_config`` message may change on the engine as they are (W vs W+ needs a new engine).
-ENGINE_FIELDS = ("lr", "tracker", "max_steps", "mask_lambda")
+ENGINE_FIELDS = ("lr", "tracker", "max_steps", "mask_lambda", "latent_reg", "guard")
 
 
 class HandlerContext(Protocol):

@@ -29,6 +29,7 @@ MAX_STROKE_POINTS = 4096
 PSI_RANGE = (-1.0, 2.0)
 LR_RANGE = (1e-6, 1.0)
 MAX_MASK_LAMBDA = 1000.0
+MAX_LATENT_REG = 100.0
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Point = tuple[Finite, Finite]  # (x, y) in image pixels
@@ -63,7 +64,8 @@ class NewImage(_Message):
 
 class SetConfig(_Message):
     """Change drag options: learning rate, point tracker, step budget per Start, the fixed region's hold strength λ
-    (``mask_lambda``), W vs W+.
+    (``mask_lambda``), the pull back toward the start latent γ (``latent_reg``), the quality guard (``guard``), W vs
+    W+.
 
     ``tracker`` is a name of :data:`dragkit.engine.trackers.TRACKERS` (the ``hello`` message lists them); an
     unknown name is refused when the message is applied, with the list of known ones.
@@ -74,6 +76,8 @@ class SetConfig(_Message):
     tracker: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     max_steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] | None = None
     mask_lambda: Annotated[Finite, Field(ge=0, le=MAX_MASK_LAMBDA)] | None = None
+    latent_reg: Annotated[Finite, Field(ge=0, le=MAX_LATENT_REG)] | None = None
+    guard: bool | None = None
     w_plus: bool | None = None
 
 

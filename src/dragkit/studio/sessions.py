@@ -55,7 +55,7 @@ T = TypeVar("T")
 
 SCRATCH_LABEL = "dragkit-studio"  # temporary folders for session files and exports: dragkit-studio-{pid}-…
 
-StopReason = Literal["arrived", "max_steps", "user", "error", "superseded"]
+StopReason = Literal["arrived", "max_steps", "user", "error", "superseded", "degraded"]
 
 
 @dataclass(frozen=True)
@@ -282,6 +282,8 @@ class StudioSession:
             "tracker": opts.tracker,
             "max_steps": opts.max_steps,
             "mask_lambda": opts.mask_lambda,
+            "latent_reg": opts.latent_reg,
+            "guard": opts.guard,
             "running": self.running,
             "run_steps": self.run_steps,
             "last_run_steps": self.last_run_steps,
@@ -306,6 +308,7 @@ class StudioSession:
             can_undo=eng.can_undo,
             can_redo=eng.can_redo,
             frames=sum(1 for s in range(1, st.step + 1) if self.frames.get(s) is not None),
+            confidence=trajectory[-1].confidence if (trajectory := eng.trajectory) else None,
         )
         m = eng.mask
         out["has_mask"] = m is not None
@@ -511,6 +514,11 @@ class SessionManager:
             self._finish(s, "error")
             return
         s.touch()
+        if result.degraded:  # the guard went back to the last sharp step: the stopped message shows it
+            stopped = s.halt("degraded")
+            if stopped is not None:
+                s.emit({**stopped, "sharpness": result.sharpness})
+            return
         s.run_steps += 1
         s.emit(self._frame_message(s, eng, result))
         if result.done:

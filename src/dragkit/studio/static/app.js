@@ -22,6 +22,8 @@ const ui = {
   psi: $("psi"),
   psiValue: $("psi-value"),
   lr: $("lr"),
+  latentReg: $("latent-reg"),
+  guard: $("guard"),
   tracker: $("tracker"),
   maxSteps: $("max-steps"),
   start: $("start"),
@@ -133,12 +135,21 @@ function onMessage(msg) {
       applyState(msg);
       app.stats.stops.push(msg.reason);
       setRunState(msg.reason === "arrived" ? "arrived" : msg.reason === "error" ? "error" : "idle", {
-        arrived: "arrived",
+        arrived: uncertainHandles().length ? `arrived — check handle ${uncertainHandles().join(", ")}` : "arrived",
         max_steps: "max steps reached",
         user: "stopped",
         error: "stopped (error)",
         superseded: "stopped",
+        degraded: "stopped: the image started to degrade",
       }[msg.reason]);
+      if (msg.reason === "degraded") {
+        notify(
+          "stopped: the image started to degrade — back at the last sharp step. Undo a few steps or add a mask " +
+            "(or turn the quality guard off to go on)",
+          "warning",
+          12000,
+        );
+      }
       break;
     case "error":
       showBusy(null);
@@ -196,6 +207,9 @@ function applyState(s) {
   if (s.tracker) ui.tracker.value = s.tracker;
   if (document.activeElement !== ui.maxSteps) ui.maxSteps.value = String(s.max_steps);
   if (document.activeElement !== ui.maskLambda) ui.maskLambda.value = String(s.mask_lambda);
+  if (document.activeElement !== ui.latentReg && s.latent_reg !== undefined) ui.latentReg.value = String(s.latent_reg);
+  if (s.guard !== undefined) ui.guard.checked = s.guard;
+  if ("confidence" in s) app.confidence = s.confidence;
   for (const r of document.querySelectorAll('input[name="latent"]')) r.checked = r.value === (s.w_plus ? "w+" : "w");
   ui.step.textContent = String(s.step);
   ui.runSteps.textContent = String(s.run_steps);
@@ -216,6 +230,7 @@ function onFrame(f) {
   });
   viewer.setPoints(f.handles, f.targets);
   app.distances = f.distances;
+  app.confidence = f.confidence;
   app.loss = f.loss;
   if (app.server) {
     Object.assign(app.server, {
@@ -316,9 +331,20 @@ function renderPoints() {
     li.className = viewer.selected === i ? "selected" : "";
     li.dataset.index = String(i);
     const d = app.distances[i];
+    const c = (app.confidence || [])[i];
     li.innerHTML =
       `<span>${i + 1}</span><span class="dot h"></span>${fmt(h)}<span>→</span>` +
       `<span class="dot t"></span>${fmt(t)}<span class="d">${d === undefined ? "" : d.toFixed(1) + " px"}</span>`;
+    if (c !== undefined && c !== null) {
+      const conf = document.createElement("span");
+      conf.className = c <= LOW_CONFIDENCE ? "conf low" : "conf";
+      conf.textContent = c <= LOW_CONFIDENCE ? `? ${c.toFixed(2)}` : c.toFixed(2);
+      conf.title =
+        c <= LOW_CONFIDENCE
+          ? "low tracking confidence: the handle may not have followed the image — check it"
+          : "tracking confidence (feature match with where the handle started; 1 = the same)";
+      li.appendChild(conf);
+    }
     const del = document.createElement("button");
     del.type = "button";
     del.textContent = "×";
@@ -354,12 +380,19 @@ function fmt(p) {
 }
 
 let messageTimer = null;
-function notify(text, kind = "info") {
+function notify(text, kind = "info", ms = kind === "error" ? 6000 : 3000) {
   ui.message.textContent = text;
   ui.message.dataset.kind = kind;
   ui.message.hidden = false;
   clearTimeout(messageTimer);
-  messageTimer = setTimeout(() => (ui.message.hidden = true), kind === "error" ? 6000 : 3000);
+  messageTimer = setTimeout(() => (ui.message.hidden = true), ms);
+}
+
+// Handles (1-based) whose tracking confidence is low: the tracker and the image may disagree there.
+const LOW_CONFIDENCE = 0.8;
+function uncertainHandles() {
+  const c = app.confidence || [];
+  return c.map((v, i) => (v <= LOW_CONFIDENCE ? i + 1 : 0)).filter((i) => i > 0);
 }
 
 function showBusy(text) {
@@ -521,6 +554,12 @@ ui.lr.addEventListener("change", () => {
   send({ type: "set_config", lr });
 });
 ui.tracker.addEventListener("change", () => send({ type: "set_config", tracker: ui.tracker.value }));
+ui.latentReg.addEventListener("change", () => {
+  const v = Number(ui.latentReg.value);
+  if (!(v >= 0 && v <= 100)) return notify("regularisation γ must be in [0, 100]", "error");
+  send({ type: "set_config", latent_reg: v });
+});
+ui.guard.addEventListener("change", () => send({ type: "set_config", guard: ui.guard.checked }));
 ui.maxSteps.addEventListener("change", () => {
   const n = Number(ui.maxSteps.value);
   if (!Number.isInteger(n) || n < 1 || n > 10000) return notify("max steps must be an integer in [1, 10000]", "error");
