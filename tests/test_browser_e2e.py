@@ -287,6 +287,12 @@ def test_hold_strength_control_and_a_refused_model_does_not_stay_selected(
     page.press("#mask-lambda", "Enter")
     page.locator("#seed").focus()  # leave the field: change fires
     page.wait_for_function("window.dragkit.server.mask_lambda === 7")
+    page.fill("#latent-reg", "0.5")
+    page.press("#latent-reg", "Enter")
+    page.locator("#seed").focus()
+    page.wait_for_function("window.dragkit.server.latent_reg === 0.5")
+    page.uncheck("#guard")
+    page.wait_for_function("window.dragkit.server.guard === false")
     # A model id the server refuses: the picker goes back to the model in use and the error is shown.
     page.evaluate(
         """() => { const o = document.createElement('option'); o.value = 'no-such-model'; o.textContent = 'x';
@@ -347,7 +353,7 @@ def test_every_control_is_on_screen_at_1280x720(browser: Any, server: Background
     page = context.new_page()
     page.goto(server.url)
     page.wait_for_function("window.dragkit && window.dragkit.stats.firstImageAt !== null", timeout=15_000)
-    for selector in ("#model", "#seed", "#lr", "#start", "#save-png", "#save-session", "#export", "#image"):
+    for selector in ("#model", "#seed", "#lr", "#guard", "#start", "#save-png", "#save-session", "#export", "#image"):
         box = page.locator(selector).bounding_box()
         assert box is not None, selector
         assert box["y"] >= 0 and box["y"] + box["height"] <= 720 and box["x"] + box["width"] <= 1280, (selector, box)
