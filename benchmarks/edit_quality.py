@@ -280,7 +280,7 @@ def run_case(
         "tracked_error": round(float(np.linalg.norm(np.array(last.handles) - targets, axis=1).mean()), 2),
     }
     rec["stop_reason"] = "degraded" if last.degraded else "arrived" if last.done else "max_steps"
-    rec["confidence"] = sess.trajectory[-1].confidence if sess.trajectory else None
+    rec["confidence"] = sess.confidence
     if last.degraded:
         rec["guard_sharpness"] = round(float(last.sharpness or 0.0), 4)
     if trace:

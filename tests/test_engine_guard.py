@@ -16,7 +16,7 @@ from PIL import Image
 from dragkit.cli import main
 from dragkit.engine import DragConfig, DragSession
 from dragkit.engine import session as session_mod
-from dragkit.engine.guard import GUARD_EVERY, GUARD_MIN_SIDE, guard_region, sharpness
+from dragkit.engine.guard import GUARD_EVERY, GUARD_MIN_SIDE, guard_region, patch_similarity, sharpness
 from dragkit.engine.result import StepResult
 from dragkit.io import save_native
 from tests.conftest import TINY_CONFIG, make_tiny_generator
@@ -108,31 +108,48 @@ def test_a_trip_before_any_passed_check_goes_back_to_the_segment_start(monkeypat
     assert sess.handles == [(20.0, 20.0)]
 
 
-def test_no_guard_measure_on_tiny_images_and_when_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_measure_on_tiny_images_and_no_trip_when_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
     G = make_tiny_generator()  # 32 × 32: the region is under GUARD_MIN_SIDE
     assert G.img_shape[0] < GUARD_MIN_SIDE
     sess = DragSession.from_seed(G, 0)
     sess.set_points([(10.0, 12.0)], [(16.0, 14.0)])
     assert all(sess.step().sharpness is None for _ in range(GUARD_EVERY + 1))
-    off = _session(guard=False)
-    assert all(off.step().sharpness is None for _ in range(GUARD_EVERY + 1))
+    monkeypatch.setattr(session_mod, "sharpness", Schedule([1.0, 0.1]))
+    off = _session(guard=False)  # still measured (and reported), never acted on
+    results = [off.step() for _ in range(GUARD_EVERY + 1)]
+    assert [r.sharpness for r in results if r.sharpness is not None] == [0.1, 0.1]
+    assert not any(r.degraded for r in results) and off.step_count == GUARD_EVERY + 1
+    monkeypatch.undo()
     on = _session()
     results = [on.step() for _ in range(GUARD_EVERY + 1)]
     assert [r.step for r in results if r.sharpness is not None] == [1, GUARD_EVERY + 1]
 
 
-def test_nearest_neighbour_confidence_starts_at_one_and_is_reported() -> None:
+def test_confidence_is_measured_at_the_checks_for_every_tracker() -> None:
     sess = _session()
-    first = sess.step()
-    assert first.confidence == [1.0]
-    later = [sess.step() for _ in range(5)]
-    assert all(r.confidence is not None and -1.0 <= r.confidence[0] <= 1.0 for r in later)
+    results = [sess.step() for _ in range(GUARD_EVERY + 1)]
+    assert results[0].confidence == [1.0]  # the start frame against itself
+    assert [r.step for r in results if r.confidence is not None] == [1, GUARD_EVERY + 1]
+    assert -1.0 <= results[-1].confidence[0] <= 1.0  # type: ignore[index]
+    assert sess.confidence == results[-1].confidence
+    sess.add_point((20.0, 20.0), (24.0, 40.0))
+    assert sess.confidence is None  # not measured yet for these points
     r = StepResult(1, [(0.0, 0.0)] * 2, [(1.0, 1.0)] * 2, [1.4, 1.4], 0.1, False, confidence=[0.95, 0.6])
     assert r.uncertain == [1]
     assert StepResult.from_dict(r.to_dict()) == r
     for tracker in ("patch", "hybrid"):
-        other = _session(tracker=tracker)
-        assert other.step().confidence == [1.0]
+        assert _session(tracker=tracker).step().confidence == [1.0]
+    c = _session(tracker="freedrag").step().confidence  # its handles are virtual points already on their way
+    assert c is not None and -1.0 <= c[0] <= 1.0
+
+
+def test_patch_similarity_tells_the_same_content_from_other_content() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand([64, 64], generator=g)
+    shifted = torch.roll(a, shifts=(3, 5), dims=(0, 1))
+    same, other = patch_similarity(a, shifted, [(20.0, 20.0)] * 2, [(25.0, 23.0), (40.0, 40.0)], 6)
+    assert same == pytest.approx(1.0) and abs(other) < 0.3
+    assert patch_similarity(torch.zeros([8, 8]), a[:8, :8], [(4.0, 4.0)], [(4.0, 4.0)], 2) == [0.0]
 
 
 def test_cli_says_when_the_guard_stopped_the_drag(
@@ -171,7 +188,7 @@ def test_studio_stops_on_a_trip_and_shows_the_last_sharp_step(monkeypatch: pytes
         stopped, frames = drag(ws)
         assert stopped["reason"] == "degraded" and stopped["sharpness"] == 0.5
         assert stopped["step"] == 0 and stopped["can_redo"] and "image" in stopped
-        assert frames and all(len(f["confidence"]) == 1 for f in frames)
+        assert frames and frames[0]["confidence"] == [1.0]
         s = call(ws, {"type": "set_config", "guard": False})  # go on deliberately
         assert s["guard"] is False
         stopped, _ = drag(ws)

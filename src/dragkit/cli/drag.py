@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     final = sess.status()
     image = sess.image()
     stopped = _stop_reason(last, steps)
-    confidence = sess.trajectory[-1].confidence if sess.trajectory else None
+    confidence = sess.confidence
     uncertain = [i for i, c in enumerate(confidence or []) if c <= LOW_CONFIDENCE]
     video_start = time.perf_counter()
     if video is not None:

@@ -31,9 +31,9 @@ class StepResult:
     loss: the optimised loss, or None when the step was ``done`` (nothing optimised).
     done: the drag arrived (every handle within the stop distance of its target, or the tracker's own test).
     frame: uint8 [H, W, 3] image of the latent the step started from, when asked for, else None.
-    confidence: per handle, how well the feature where it was tracked still matches the feature it started with
-    (cosine similarity, 1 = the same; :data:`LOW_CONFIDENCE` and below: the tracker and the image may disagree), or
-    None where the tracker does not say.
+    confidence: on the steps that were checked (every ``GUARD_EVERY``), per handle, how alike the image around the
+    handle as tracked is to the image around where it began (normalised cross-correlation of grey patches, 1 = the
+    same; :data:`LOW_CONFIDENCE` and below: the tracker and the image may disagree), else None.
     sharpness: on the steps the quality guard checked (every ``GUARD_EVERY``), the edit region's sharpness as a
     fraction of the segment's start, else None.
     degraded: the guard tripped: the session went back to the last checked latent that was still sharp (``step``,

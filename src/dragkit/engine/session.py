@@ -37,7 +37,16 @@ import torch
 
 from dragkit.engine import persist
 from dragkit.engine.config import DragConfig, ResolvedConfig, stop_distance
-from dragkit.engine.guard import GUARD_EVERY, GUARD_MIN_SIDE, SHARPNESS_FLOOR, Box, guard_region, sharpness
+from dragkit.engine.guard import (
+    GUARD_EVERY,
+    GUARD_MIN_SIDE,
+    SHARPNESS_FLOOR,
+    Box,
+    grey,
+    guard_region,
+    patch_similarity,
+    sharpness,
+)
 from dragkit.engine.history import History, Point, Segment, State, TrajectoryNode
 from dragkit.engine.inputs import check_mask, check_meta, check_points, check_psi, check_seed, check_ws0
 from dragkit.engine.latent import LatentRows, adam_step
@@ -64,13 +73,14 @@ LIVE_FIELDS = ("lr", "tracker", "tracker_params", "mask_lambda", "latent_reg", "
 
 @dataclass(frozen=True)
 class GuardMemo:
-    """The quality guard's reference: the segment and mask it belongs to, the region it measures, and the segment
-    start's sharpness there."""
+    """The checks' reference: the segment and mask it belongs to, the region the guard measures and the segment
+    start's sharpness there, and the start's grey frame."""
 
     segment: Segment
     mask: torch.Tensor | None
     box: Box
     reference: float
+    start_grey: torch.Tensor  # [H, W] the segment start's frame, for the handles' confidence
 
 
 class DragSession:
@@ -176,6 +186,19 @@ class DragSession:
     def trajectory(self) -> list[StepResult]:
         """Every step's result (without frames), oldest first."""
         return self._history.current.results()
+
+    @property
+    def confidence(self) -> list[float] | None:
+        """The handles' confidence at the last check of the current points (see :class:`StepResult`), or None."""
+        with self._lock:
+            n = len(self._history.current.handles)
+            node = self._history.current.trajectory
+            while node is not None:
+                c = node.result.confidence
+                if c is not None:
+                    return list(c) if len(c) == n else None
+                node = node.prev
+            return None
 
     @property
     def can_undo(self) -> bool:
@@ -334,17 +357,16 @@ class DragSession:
             segment, tracking = st.segment, st.tracking
             new_segment = segment is None or (segment.tracker, segment.params) != (s.tracker, s.tracker_params)
             if new_segment:
-                segment = Segment(st.ws_opt, s.tracker, s.tracker_params)
+                segment = Segment(st.ws_opt, s.tracker, s.tracker_params, st.handles)
                 self._features0 = (segment, out.features.detach())
             assert segment is not None
 
-            # 1b. quality guard (every GUARD_EVERY steps): back to the last sharp latent when this one has degraded
-            ratio: float | None = None
-            if s.guard:
-                ratio, checked = self._check_guard(st, segment, out, ws, image)
-                image = checked if checked is not None else image
-                if ratio is not None and ratio < SHARPNESS_FLOOR:
-                    return self._rewind(segment, ratio)
+            # 1b. the check of every GUARD_EVERY-th step: sharpness of the edit region (the quality guard goes back to
+            # the last sharp latent when it has degraded) and the frame for the handles' confidence
+            ratio, checked = self._check(st, segment, out, ws, image)
+            image = checked if checked is not None else image
+            if s.guard and ratio is not None and ratio < SHARPNESS_FLOOR:
+                return self._rewind(segment, ratio)
             ctx = TrackContext(
                 out.features,
                 self._tensor(st.handles),
@@ -362,7 +384,7 @@ class DragSession:
                 tracking = tracker.start(ctx)
             found, tracking = tracker.track(ctx, tracking)
             new_handles = tuple(as_points(found))
-            confidence = tracker.confidence(ctx, found, tracking)
+            confidence = self._confidence(segment, checked, new_handles)
 
             # 3. stop check
             handles_t = self._tensor(new_handles)
@@ -451,28 +473,40 @@ class DragSession:
     def _tensor(self, points: Sequence[Point]) -> torch.Tensor:
         return torch.tensor(points, dtype=torch.float32, device=self.device).reshape(-1, 2)
 
-    def _check_guard(
+    def _check(
         self, st: State, segment: Segment, out: SynthesisResult, ws: torch.Tensor, image: torch.Tensor | None
     ) -> tuple[float | None, torch.Tensor | None]:
         """On every :data:`GUARD_EVERY`-th step: the edit region's sharpness in this step's latent relative to the
         segment's start, and the frame rendered for it; else (None, None).
 
-        The reference (the region, and the start latent's sharpness there, rendered from the segment's rows) is
-        computed at the first check of each segment and mask, so a session loaded from a file checks exactly as
-        the one that saved it."""
+        The reference (the region, the start latent's grey frame and its sharpness there, rendered from the
+        segment's rows) is made at the first check of each segment and mask, so a session loaded from a file
+        checks exactly as the one that saved it."""
         if st.step % GUARD_EVERY != 0:
             return None, None
         memo = self._guard
         if memo is None or memo.segment is not segment or memo.mask is not st.mask:
             box = guard_region([*st.origins, *st.targets], st.mask, self.image_shape)
             if min(box[2] - box[0], box[3] - box[1]) < GUARD_MIN_SIDE:
-                return None, None  # too few pixels for a sharpness measure (tiny models)
+                return None, None  # too few pixels to measure (tiny models)
             with torch.no_grad():
                 start = self._rows.synthesize(self.generator, segment.start, self.settings.feature_block, full=True)
             assert start.image is not None
-            memo = self._guard = GuardMemo(segment, st.mask, box, max(sharpness(start.image, box), 1e-12))
+            reference = max(sharpness(start.image, box), 1e-12)
+            memo = self._guard = GuardMemo(segment, st.mask, box, reference, grey(start.image))
         frame = image if image is not None else self._display_image(out, ws)
         return sharpness(frame, memo.box) / memo.reference, frame
+
+    def _confidence(
+        self, segment: Segment, frame: torch.Tensor | None, handles: tuple[Point, ...]
+    ) -> list[float] | None:
+        """On check steps: per handle, how alike the image around it (as tracked in this frame) is to the image
+        around where it began in the segment's start frame (:func:`~dragkit.engine.guard.patch_similarity`)."""
+        memo = self._guard
+        if frame is None or memo is None or memo.segment is not segment or len(segment.anchors) != len(handles):
+            return None
+        radius = max(4, round(max(self.image_shape) / 64))
+        return patch_similarity(memo.start_grey, grey(frame), segment.anchors, handles, radius)
 
     def _rewind(self, segment: Segment, ratio: float) -> StepResult:
         """The guard tripped: undo this segment's steps back to the last latent that passed a check (or to the

@@ -29,25 +29,10 @@ from dragkit.engine.losses import motion_loss, motion_loss_reference
 from dragkit.engine.sampling import upsample_features
 from dragkit.errors import InvalidInputError
 
-__all__ = [
-    "TrackContext",
-    "Tracker",
-    "as_points",
-    "cosine_confidence",
-    "params_from_dict",
-    "state_from_dict",
-    "state_to_dict",
-]
+__all__ = ["TrackContext", "Tracker", "as_points", "params_from_dict", "state_from_dict", "state_to_dict"]
 
 ParamsT = TypeVar("ParamsT")
 StateT = TypeVar("StateT")
-
-
-def cosine_confidence(now: torch.Tensor, templates: torch.Tensor) -> list[float]:
-    """Cosine similarity per handle of [N, …] features and [N, …] templates (flattened per handle) → N floats."""
-    with torch.no_grad():
-        sim = torch.nn.functional.cosine_similarity(now.flatten(1), templates.to(now.dtype).flatten(1), dim=1)
-    return [round(float(v), 4) for v in sim]
 
 
 def as_points(points: torch.Tensor) -> list[tuple[float, float]]:
@@ -145,11 +130,6 @@ class Tracker(ABC, Generic[ParamsT, StateT]):
         else:
             loss = motion_loss(ctx.features, handles, ctx.targets, ctx.r1, ctx.image_shape)
         return loss, state
-
-    def confidence(self, ctx: TrackContext, found: torch.Tensor, state: StateT) -> list[float] | None:
-        """Per handle, how well the features where :meth:`track` put it (``found`` [N, 2]) still match what the
-        tracker started from (cosine similarity in [-1, 1]); None (the default) where the tracker cannot say."""
-        return None
 
     def arrived(self, state: StateT, distances: list[float], stop_distance: float) -> bool:
         """Whether the drag is done: by default every handle within ``stop_distance`` of its target."""

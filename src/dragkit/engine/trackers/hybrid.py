@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from dragkit.engine.sampling import check_points, sample_at_pixels, window_offsets
-from dragkit.engine.trackers.base import TrackContext, Tracker, cosine_confidence
+from dragkit.engine.trackers.base import TrackContext, Tracker
 from dragkit.engine.trackers.patch import PatchParams, patch_templates, track_points_patch
 from dragkit.errors import InvalidInputError
 
@@ -201,7 +201,3 @@ class Hybrid(Tracker[PatchParams, HybridState]):
             ctx.image_shape,
         )
         return found, state
-
-    def confidence(self, ctx: TrackContext, found: torch.Tensor, state: HybridState) -> list[float]:
-        now = patch_templates(ctx.features, found, self.params.patch, ctx.image_shape)
-        return cosine_confidence(now, state.templates)

@@ -21,7 +21,7 @@ from dragkit.engine.sampling import (
     sample_at_pixels,
     window_offsets,
 )
-from dragkit.engine.trackers.base import TrackContext, Tracker, as_points, cosine_confidence
+from dragkit.engine.trackers.base import TrackContext, Tracker, as_points
 from dragkit.errors import InvalidInputError
 
 __all__ = ["NNParams", "NNState", "NearestNeighbour", "templates_reference", "track_points", "track_points_reference"]
@@ -145,7 +145,3 @@ class NearestNeighbour(Tracker[NNParams, NNState]):
             found = track_points_reference(ctx.features_up, state.templates, as_points(ctx.handles), ctx.r2, norm)
             return torch.tensor(found, dtype=torch.float32, device=ctx.device).reshape(-1, 2), state
         return track_points(ctx.features, state.templates, ctx.handles, ctx.r2, ctx.image_shape, norm), state
-
-    def confidence(self, ctx: TrackContext, found: torch.Tensor, state: NNState) -> list[float]:
-        now = sample_at_pixels(ctx.features.detach(), found.round(), ctx.image_shape)
-        return cosine_confidence(now, state.templates)

@@ -23,7 +23,7 @@ from dragkit.engine.sampling import (
     sample_at_pixels,
     window_offsets,
 )
-from dragkit.engine.trackers.base import TrackContext, Tracker, cosine_confidence
+from dragkit.engine.trackers.base import TrackContext, Tracker
 from dragkit.errors import InvalidInputError
 
 __all__ = ["PatchMatch", "PatchParams", "PatchState", "patch_templates", "track_points_patch"]
@@ -145,7 +145,3 @@ class PatchMatch(Tracker[PatchParams, PatchState]):
             ctx.features, state.templates, ctx.handles, ctx.r2, self.params.patch, ctx.image_shape
         )
         return found, state
-
-    def confidence(self, ctx: TrackContext, found: torch.Tensor, state: PatchState) -> list[float]:
-        now = patch_templates(ctx.features, found, self.params.patch, ctx.image_shape)
-        return cosine_confidence(now, state.templates)

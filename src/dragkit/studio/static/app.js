@@ -230,7 +230,7 @@ function onFrame(f) {
   });
   viewer.setPoints(f.handles, f.targets);
   app.distances = f.distances;
-  app.confidence = f.confidence;
+  if (f.confidence) app.confidence = f.confidence; // measured every 10th step: keep the last
   app.loss = f.loss;
   if (app.server) {
     Object.assign(app.server, {
