@@ -12,9 +12,10 @@ every layer, and its ratio to the fast op is reported.
 (z/w 512, 8 mapping layers, channel_base 32768, channel_max 512, conv_clamp 256). Three sessions on the same
 latent and points are stepped in turn (reference, fast, fast with a display frame), so that machine noise hits all
 of them alike; after ``--warmup`` untimed steps each, every step is timed and the medians and ratios are
-reported. The reference path always has its frame (it runs the whole generator). On a machine shared with other
-jobs, ``--threads 1`` gives much steadier numbers than two threads competing for two busy cores. This is a benchmark,
-not a test.
+reported (``check_share_of_fast_step``: the quality guard's check, one display frame every ``GUARD_EVERY`` steps,
+as a fraction of a fast step). The reference path always has its frame (it runs the whole generator). On a machine
+shared with other jobs, ``--threads 1`` gives much steadier numbers than two threads competing for two busy cores.
+This is a benchmark, not a test.
 
 ``--cli N`` also times what a user of ``dragkit drag`` waits for, in the same run (the network must be one the
 CLI loads, e.g. ``default``): a 1-step drag without videos (start-up, load, first image, outputs; ``import torch``
@@ -41,6 +42,7 @@ from typing import Any
 import torch
 
 from dragkit.engine import DragConfig, DragSession
+from dragkit.engine.guard import GUARD_EVERY
 from dragkit.engine.trackers import TRACKERS
 from dragkit.nn.protocol import Generator
 
@@ -126,6 +128,10 @@ def measure(
         "ms_all": {k: [round(v, 1) for v in t] for k, t in times.items()},
         "ratio_reference_over_fast": round(median["reference"] / median["fast"], 2),
         "ratio_reference_over_fast_with_frame": round(median["reference"] / median["fast_with_frame"], 2),
+        # the quality guard's check renders one frame every GUARD_EVERY steps: its share of a fast step
+        "check_share_of_fast_step": round(
+            (median["fast_with_frame"] - median["fast"]) / GUARD_EVERY / median["fast"], 3
+        ),
         **{f"ratio_tracker_{t}_over_fast": round(median[f"fast_tracker_{t}"] / median["fast"], 2) for t in trackers},
         **(
             {"ratio_filtered_lrelu_ref_over_fast": round(median["fast_filtered_lrelu_ref"] / median["fast"], 2)}

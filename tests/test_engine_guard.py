@@ -193,3 +193,27 @@ def test_studio_stops_on_a_trip_and_shows_the_last_sharp_step(monkeypatch: pytes
         assert s["guard"] is False
         stopped, _ = drag(ws)
         assert stopped["reason"] == "max_steps"
+
+
+@pytest.mark.parametrize("kind", ["mobilestylegan", "stylegan3-t", "stylegan3-r", "tf-config-f", "human"])
+def test_checks_and_trips_on_every_family(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every family the loader reads (tiny generators from their own file layouts; the check's minimum region
+    lowered to fit 32-px images): checks report a sharpness and confidences, and a trip goes back as on StyleGAN2."""
+    from dragkit.io import load_generator
+    from tests.test_families_e2e import _write
+    from tests.test_mobilestylegan import make_tiny as make_tiny_msg
+
+    G = make_tiny_msg() if kind == "mobilestylegan" else load_generator(_write(kind, tmp_path / f"{kind}.pkl"))
+    monkeypatch.setattr(session_mod, "GUARD_MIN_SIDE", 8)
+    H, W = G.img_shape
+    handle, target = (0.3 * W, 0.4 * H), (0.6 * W, 0.5 * H)
+    sess = DragSession.from_seed(G, 0, config=DragConfig(lr=0.01, r1=2, r2=3, stop_rule=0.01))
+    sess.set_points([handle], [target])
+    results = [sess.step() for _ in range(GUARD_EVERY + 1)]
+    checked = [r for r in results if r.sharpness is not None]
+    assert [r.step for r in checked] == [1, GUARD_EVERY + 1] and checked[0].sharpness == pytest.approx(1.0, abs=1e-3)
+    assert all(r.confidence is not None and np.isfinite(r.confidence).all() for r in checked)
+    monkeypatch.setattr(session_mod, "sharpness", Schedule([1.0, 0.5]))
+    sess.set_points([handle], [target])
+    last = sess.run(max_steps=3 * GUARD_EVERY)
+    assert last.degraded and sess.step_count == GUARD_EVERY + 1
