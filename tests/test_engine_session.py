@@ -28,15 +28,15 @@ def _session(G: StyleGAN2Generator, **changes: object) -> DragSession:
 
 
 def _same_state(a: DragSession, b: DragSession, diagnostics: bool = True) -> None:
-    """``diagnostics=False``: ignore the per-step confidence and guard check, which files written before they
-    existed do not record."""
+    """``diagnostics=False``: ignore the per-step guard check, which files written before it existed do not
+    record."""
     assert torch.equal(a.ws, b.ws)
     assert a.handles == b.handles and a.targets == b.targets
     assert a.step_count == b.step_count
     if diagnostics:
         assert a.trajectory == b.trajectory
     else:
-        plain = [[dataclasses.replace(r, confidence=None, sharpness=None) for r in s.trajectory] for s in (a, b)]
+        plain = [[dataclasses.replace(r, sharpness=None) for r in s.trajectory] for s in (a, b)]
         assert plain[0] == plain[1]
     ma, mb = a.mask, b.mask
     assert (ma is None and mb is None) or (ma is not None and mb is not None and np.array_equal(ma, mb))

@@ -152,7 +152,6 @@ def run(args: argparse.Namespace) -> int:
     """Load the network, drag, write the outputs."""
     from dragkit.engine import DragConfig, DragSession
     from dragkit.engine.persist import read_model_id
-    from dragkit.engine.result import LOW_CONFIDENCE
     from dragkit.io import load_generator
     from dragkit.io.images import load_mask, save_png
     from dragkit.nn.images import to_uint8
@@ -238,8 +237,6 @@ def run(args: argparse.Namespace) -> int:
     final = sess.status()
     image = sess.image()
     stopped = _stop_reason(last, steps)
-    confidence = sess.confidence
-    uncertain = [i for i, c in enumerate(confidence or []) if c <= LOW_CONFIDENCE]
     video_start = time.perf_counter()
     if video is not None:
         end = sess.step_count
@@ -282,8 +279,6 @@ def run(args: argparse.Namespace) -> int:
         "done": final.done,
         "stopped": stopped,
         "sharpness": None if last is None else last.sharpness,
-        "confidence": confidence,
-        "uncertain_handles": uncertain,
         "config": sess.settings.to_dict(),
         "network": str(network),
         "seed": sess.meta.get("seed"),
@@ -305,8 +300,11 @@ def run(args: argparse.Namespace) -> int:
     _write_json(out / "session.json", session_summary)
     logger.info("wrote %s", out)
     print("final distances (px): " + ", ".join(f"{d:.2f}" for d in final.distances))
-    for line in stop_lines(last, uncertain, confidence, final.step):
-        print(line)
+    if last is not None and last.degraded:
+        print(
+            f"stopped: the image started to degrade (edit region at {last.sharpness:.0%} of its sharpness) — kept "
+            f"step {final.step}, the last sharp one; undo a few steps or add a mask, or go on with --no-guard"
+        )
     return 0
 
 
@@ -317,19 +315,3 @@ def _stop_reason(last: StepResult | None, steps: int) -> str:
     if last is not None and last.done:
         return "arrived"
     return "max_steps" if last is not None and last.step >= steps else "interrupted"
-
-
-def stop_lines(last: StepResult | None, uncertain: list[int], confidence: list[float] | None, step: int) -> list[str]:
-    """What to tell the user about how the drag ended, beyond the distances (guard trip, uncertain handles)."""
-    lines = []
-    if last is not None and last.degraded:
-        lines.append(
-            f"stopped: the image started to degrade (edit region at {last.sharpness:.0%} of its sharpness) — kept "
-            f"step {step}, the last sharp one; undo a few steps or add a mask, or go on with --no-guard"
-        )
-    if uncertain and confidence is not None:
-        which = ", ".join(f"{i + 1} ({confidence[i]:.2f})" for i in uncertain)
-        lines.append(
-            f"note: handle {which} may not have followed the image (low tracking confidence): check the result"
-        )
-    return lines

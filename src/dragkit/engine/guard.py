@@ -1,4 +1,4 @@
-"""The quality guard and the handles' confidence (docs/engine.md, "Quality guard and tracking confidence").
+"""The quality guard: is the image starting to degrade where the drag works? (docs/engine.md, "Quality guard").
 
 Pure functions. Every :data:`GUARD_EVERY` steps the session renders the frame of the step's latent and measures
 the *sharpness* of the edit region — the variance of the 4-neighbour Laplacian of the grey image — against the same
@@ -6,8 +6,7 @@ region in the frame the segment started from. A ratio below :data:`SHARPNESS_FLO
 smeared (the failure of over-driven drags: the face turns soft, texture turns to mush); the session then returns
 to the last checked latent that was still sharp and says why. The region is the movable part of the mask where
 there is one, else the box around the handles and targets padded by an eighth of the image; a region under
-:data:`GUARD_MIN_SIDE` pixels a side is not measured. The same frames give each handle's confidence: how alike the
-image around the tracked handle is to the image around where it began (:func:`patch_similarity`).
+:data:`GUARD_MIN_SIDE` pixels a side is not measured.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ __all__ = [
     "Box",
     "grey",
     "guard_region",
-    "patch_similarity",
     "sharpness",
 ]
 
@@ -73,29 +71,3 @@ def grey(image: torch.Tensor) -> torch.Tensor:
     """[1, 3, H, W] in about [-1, 1] → [H, W] float32 luma."""
     rgb = image[0].detach().to(torch.float32)
     return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
-
-
-def patch_similarity(
-    grey0: torch.Tensor,
-    grey1: torch.Tensor,
-    points0: Sequence[tuple[float, float]],
-    points1: Sequence[tuple[float, float]],
-    radius: int,
-) -> list[float]:
-    """Per point pair, the normalised cross-correlation of the (2·radius + 1)² grey patches around ``points0`` in
-    ``grey0`` and ``points1`` in ``grey1`` ([H, W] each; points (x, y), rounded; the image edge is replicated):
-    1 = the same content, about 0 = unrelated, 0.0 for a flat patch."""
-    H, W = grey0.shape
-    offsets = torch.arange(-radius, radius + 1, device=grey0.device)
-    out = []
-    for (x0, y0), (x1, y1) in zip(points0, points1, strict=True):
-        patches = []
-        for img, x, y in ((grey0, x0, y0), (grey1, x1, y1)):
-            rows = (round(y) + offsets).clamp(0, H - 1)
-            cols = (round(x) + offsets).clamp(0, W - 1)
-            p = img[rows][:, cols].flatten()
-            patches.append(p - p.mean())
-        a, b = patches
-        den = float(a.norm() * b.norm())
-        out.append(round(float(a @ b) / den, 4) if den > 1e-12 else 0.0)
-    return out

@@ -34,7 +34,6 @@ class Segment:
     start: torch.Tensor  # optimised rows [1, k, w_dim] of the latent the segment's first step started from
     tracker: str  # the tracker whose state belongs to this segment
     params: Any  # and its params: another tracker or other params start a new segment
-    anchors: tuple[Point, ...] = ()  # the handles where the segment began (older session files: unknown, empty)
 
 
 @dataclass(frozen=True)

@@ -90,12 +90,7 @@ def save_session(session: DragSession, path: str | os.PathLike[str]) -> Path:
         return {"result": n.result.to_dict(), "prev": ref("trajectory_nodes", n.prev, node)}
 
     def segment(seg: Segment) -> dict[str, Any]:
-        return {
-            "start": seg.start.cpu(),
-            "tracker": seg.tracker,
-            "params": dataclasses.asdict(seg.params),
-            "anchors": [list(p) for p in seg.anchors],
-        }
+        return {"start": seg.start.cpu(), "tracker": seg.tracker, "params": dataclasses.asdict(seg.params)}
 
     def tracking(st: State) -> int:
         if st.tracking is None or st.segment is None:
@@ -253,15 +248,7 @@ def _restore(
             start = seg["start"]
             if not isinstance(start, torch.Tensor) or start.shape != rows.shape or not torch.isfinite(start).all():
                 raise ValueError(f"a segment's starting rows are not a finite tensor of shape {list(rows.shape)}")
-            anchors = seg.get("anchors", [])  # absent from files written before anchors were recorded
-            if not isinstance(anchors, list) or not all(
-                isinstance(p, list) and len(p) == 2 and all(isinstance(v, float | int) for v in p) for p in anchors
-            ):
-                raise ValueError("a segment's anchors are not a list of (x, y) points")
-            params = params_from_dict(tracker, seg["params"])
-            segments.append(
-                Segment(start.to(device), tracker.name, params, tuple((float(x), float(y)) for x, y in anchors))
-            )
+            segments.append(Segment(start.to(device), tracker.name, params_from_dict(tracker, seg["params"])))
         for t in d["trackings"]:
             tracker = get_tracker(t["tracker"])
             trackings.append((tracker.name, state_from_dict(tracker, t["state"], device)))

@@ -9,12 +9,9 @@ import numpy as np
 
 from dragkit.errors import DragkitError
 
-__all__ = ["LOW_CONFIDENCE", "StepFailedError", "StepResult"]
+__all__ = ["StepFailedError", "StepResult"]
 
 Point = tuple[float, float]
-
-#: A handle whose confidence is at or below this is reported as uncertain (measured: docs/engine.md).
-LOW_CONFIDENCE = 0.8
 
 
 class StepFailedError(DragkitError):
@@ -31,9 +28,6 @@ class StepResult:
     loss: the optimised loss, or None when the step was ``done`` (nothing optimised).
     done: the drag arrived (every handle within the stop distance of its target, or the tracker's own test).
     frame: uint8 [H, W, 3] image of the latent the step started from, when asked for, else None.
-    confidence: on the steps that were checked (every ``GUARD_EVERY``), per handle, how alike the image around the
-    handle as tracked is to the image around where it began (normalised cross-correlation of grey patches, 1 = the
-    same; :data:`LOW_CONFIDENCE` and below: the tracker and the image may disagree), else None.
     sharpness: on the steps the quality guard checked (every ``GUARD_EVERY``), the edit region's sharpness as a
     fraction of the segment's start, else None.
     degraded: the guard tripped: the session went back to the last checked latent that was still sharp (``step``,
@@ -47,14 +41,8 @@ class StepResult:
     loss: float | None
     done: bool
     frame: np.ndarray | None = field(default=None, compare=False, repr=False)
-    confidence: list[float] | None = None
     sharpness: float | None = None
     degraded: bool = False
-
-    @property
-    def uncertain(self) -> list[int]:
-        """Indices of the handles whose confidence is at or below :data:`LOW_CONFIDENCE`."""
-        return [i for i, c in enumerate(self.confidence or []) if c <= LOW_CONFIDENCE]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict without the frame."""
@@ -65,7 +53,6 @@ class StepResult:
             "distances": list(self.distances),
             "loss": self.loss,
             "done": self.done,
-            "confidence": None if self.confidence is None else list(self.confidence),
             "sharpness": self.sharpness,
             "degraded": self.degraded,
         }
@@ -80,7 +67,6 @@ class StepResult:
             distances=[float(v) for v in d["distances"]],
             loss=None if d["loss"] is None else float(d["loss"]),
             done=bool(d["done"]),
-            confidence=None if d.get("confidence") is None else [float(c) for c in d["confidence"]],
             sharpness=None if d.get("sharpness") is None else float(d["sharpness"]),
             degraded=bool(d.get("degraded", False)),
         )

@@ -42,9 +42,7 @@ from dragkit.engine.guard import (
     GUARD_MIN_SIDE,
     SHARPNESS_FLOOR,
     Box,
-    grey,
     guard_region,
-    patch_similarity,
     sharpness,
 )
 from dragkit.engine.history import History, Point, Segment, State, TrajectoryNode
@@ -74,13 +72,12 @@ LIVE_FIELDS = ("lr", "tracker", "tracker_params", "mask_lambda", "latent_reg", "
 @dataclass(frozen=True)
 class GuardMemo:
     """The checks' reference: the segment and mask it belongs to, the region the guard measures and the segment
-    start's sharpness there, and the start's grey frame."""
+    start's sharpness there."""
 
     segment: Segment
     mask: torch.Tensor | None
     box: Box
     reference: float
-    start_grey: torch.Tensor  # [H, W] the segment start's frame, for the handles' confidence
 
 
 class DragSession:
@@ -186,19 +183,6 @@ class DragSession:
     def trajectory(self) -> list[StepResult]:
         """Every step's result (without frames), oldest first."""
         return self._history.current.results()
-
-    @property
-    def confidence(self) -> list[float] | None:
-        """The handles' confidence at the last check of the current points (see :class:`StepResult`), or None."""
-        with self._lock:
-            n = len(self._history.current.handles)
-            node = self._history.current.trajectory
-            while node is not None:
-                c = node.result.confidence
-                if c is not None:
-                    return list(c) if len(c) == n else None
-                node = node.prev
-            return None
 
     @property
     def can_undo(self) -> bool:
@@ -357,12 +341,12 @@ class DragSession:
             segment, tracking = st.segment, st.tracking
             new_segment = segment is None or (segment.tracker, segment.params) != (s.tracker, s.tracker_params)
             if new_segment:
-                segment = Segment(st.ws_opt, s.tracker, s.tracker_params, st.handles)
+                segment = Segment(st.ws_opt, s.tracker, s.tracker_params)
                 self._features0 = (segment, out.features.detach())
             assert segment is not None
 
             # 1b. the check of every GUARD_EVERY-th step: sharpness of the edit region (the quality guard goes back to
-            # the last sharp latent when it has degraded) and the frame for the handles' confidence
+            # the last sharp latent when it has degraded)
             ratio, checked = self._check(st, segment, out, ws, image)
             image = checked if checked is not None else image
             if s.guard and ratio is not None and ratio < SHARPNESS_FLOOR:
@@ -384,7 +368,6 @@ class DragSession:
                 tracking = tracker.start(ctx)
             found, tracking = tracker.track(ctx, tracking)
             new_handles = tuple(as_points(found))
-            confidence = self._confidence(segment, checked, new_handles)
 
             # 3. stop check
             handles_t = self._tensor(new_handles)
@@ -417,7 +400,6 @@ class DragSession:
                 loss_value,
                 done,
                 frame,
-                confidence=confidence,
                 sharpness=ratio,
             )
             node = TrajectoryNode(replace(result, frame=None), st.trajectory, st.step + 1)
@@ -479,9 +461,9 @@ class DragSession:
         """On every :data:`GUARD_EVERY`-th step: the edit region's sharpness in this step's latent relative to the
         segment's start, and the frame rendered for it; else (None, None).
 
-        The reference (the region, the start latent's grey frame and its sharpness there, rendered from the
-        segment's rows) is made at the first check of each segment and mask, so a session loaded from a file
-        checks exactly as the one that saved it."""
+        The reference (the region, and the start latent's sharpness there, rendered from the segment's rows) is
+        made at the first check of each segment and mask, so a session loaded from a file checks exactly as the one
+        that saved it."""
         if st.step % GUARD_EVERY != 0:
             return None, None
         memo = self._guard
@@ -493,20 +475,9 @@ class DragSession:
                 start = self._rows.synthesize(self.generator, segment.start, self.settings.feature_block, full=True)
             assert start.image is not None
             reference = max(sharpness(start.image, box), 1e-12)
-            memo = self._guard = GuardMemo(segment, st.mask, box, reference, grey(start.image))
+            memo = self._guard = GuardMemo(segment, st.mask, box, reference)
         frame = image if image is not None else self._display_image(out, ws)
         return sharpness(frame, memo.box) / memo.reference, frame
-
-    def _confidence(
-        self, segment: Segment, frame: torch.Tensor | None, handles: tuple[Point, ...]
-    ) -> list[float] | None:
-        """On check steps: per handle, how alike the image around it (as tracked in this frame) is to the image
-        around where it began in the segment's start frame (:func:`~dragkit.engine.guard.patch_similarity`)."""
-        memo = self._guard
-        if frame is None or memo is None or memo.segment is not segment or len(segment.anchors) != len(handles):
-            return None
-        radius = max(4, round(max(self.image_shape) / 64))
-        return patch_similarity(memo.start_grey, grey(frame), segment.anchors, handles, radius)
 
     def _rewind(self, segment: Segment, ratio: float) -> StepResult:
         """The guard tripped: undo this segment's steps back to the last latent that passed a check (or to the

@@ -308,7 +308,6 @@ class StudioSession:
             can_undo=eng.can_undo,
             can_redo=eng.can_redo,
             frames=sum(1 for s in range(1, st.step + 1) if self.frames.get(s) is not None),
-            confidence=eng.confidence,
         )
         m = eng.mask
         out["has_mask"] = m is not None

@@ -135,7 +135,7 @@ function onMessage(msg) {
       applyState(msg);
       app.stats.stops.push(msg.reason);
       setRunState(msg.reason === "arrived" ? "arrived" : msg.reason === "error" ? "error" : "idle", {
-        arrived: uncertainHandles().length ? `arrived — check handle ${uncertainHandles().join(", ")}` : "arrived",
+        arrived: "arrived",
         max_steps: "max steps reached",
         user: "stopped",
         error: "stopped (error)",
@@ -209,7 +209,6 @@ function applyState(s) {
   if (document.activeElement !== ui.maskLambda) ui.maskLambda.value = String(s.mask_lambda);
   if (document.activeElement !== ui.latentReg && s.latent_reg !== undefined) ui.latentReg.value = String(s.latent_reg);
   if (s.guard !== undefined) ui.guard.checked = s.guard;
-  if ("confidence" in s) app.confidence = s.confidence;
   for (const r of document.querySelectorAll('input[name="latent"]')) r.checked = r.value === (s.w_plus ? "w+" : "w");
   ui.step.textContent = String(s.step);
   ui.runSteps.textContent = String(s.run_steps);
@@ -230,7 +229,6 @@ function onFrame(f) {
   });
   viewer.setPoints(f.handles, f.targets);
   app.distances = f.distances;
-  if (f.confidence) app.confidence = f.confidence; // measured every 10th step: keep the last
   app.loss = f.loss;
   if (app.server) {
     Object.assign(app.server, {
@@ -331,20 +329,9 @@ function renderPoints() {
     li.className = viewer.selected === i ? "selected" : "";
     li.dataset.index = String(i);
     const d = app.distances[i];
-    const c = (app.confidence || [])[i];
     li.innerHTML =
       `<span>${i + 1}</span><span class="dot h"></span>${fmt(h)}<span>→</span>` +
       `<span class="dot t"></span>${fmt(t)}<span class="d">${d === undefined ? "" : d.toFixed(1) + " px"}</span>`;
-    if (c !== undefined && c !== null) {
-      const conf = document.createElement("span");
-      conf.className = c <= LOW_CONFIDENCE ? "conf low" : "conf";
-      conf.textContent = c <= LOW_CONFIDENCE ? `? ${c.toFixed(2)}` : c.toFixed(2);
-      conf.title =
-        c <= LOW_CONFIDENCE
-          ? "low tracking confidence: the handle may not have followed the image — check it"
-          : "tracking confidence (feature match with where the handle started; 1 = the same)";
-      li.appendChild(conf);
-    }
     const del = document.createElement("button");
     del.type = "button";
     del.textContent = "×";
@@ -386,13 +373,6 @@ function notify(text, kind = "info", ms = kind === "error" ? 6000 : 3000) {
   ui.message.hidden = false;
   clearTimeout(messageTimer);
   messageTimer = setTimeout(() => (ui.message.hidden = true), ms);
-}
-
-// Handles (1-based) whose tracking confidence is low: the tracker and the image may disagree there.
-const LOW_CONFIDENCE = 0.8;
-function uncertainHandles() {
-  const c = app.confidence || [];
-  return c.map((v, i) => (v <= LOW_CONFIDENCE ? i + 1 : 0)).filter((i) => i > 0);
 }
 
 function showBusy(text) {
