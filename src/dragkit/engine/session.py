@@ -9,7 +9,9 @@ Each :meth:`DragSession.step` follows docs/architecture.md §3 in order:
 
 1. forward to the feature block → F (``impl="fast"``: stop after the block; ``impl="reference"``: the full forward,
    as the official code). On the first step after the points or the tracker changed: F0 = F.detach() and the
-   tracker starts (its templates come from F0 at the handles);
+   tracker starts (its templates come from F0 at the handles). Every ``GUARD_EVERY``-th step the frame is rendered
+   and the edit region's sharpness checked (:mod:`dragkit.engine.guard`); with the guard on, a latent below the
+   floor ends the step: the session goes back to the last sharp latent and reports ``degraded``;
 2. point tracking by the configured tracker (:mod:`dragkit.engine.trackers`);
 3. stop check: done when the tracker says the drag arrived (then nothing is optimised this step);
 4. loss = the tracker's motion term + λ · fixed-region term (a mask with both values) + γ · mean|ws − w0|;
