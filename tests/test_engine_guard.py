@@ -48,7 +48,7 @@ def test_guard_region_is_the_mask_box_or_the_padded_points() -> None:
 
 class Schedule:
     """Stands in for the measured sharpness so a trip happens where the test wants: the first value is the segment
-    start's (the reference), then one value per check."""
+    start's (the reference; a check on the segment's first step is that frame), then one value per check."""
 
     def __init__(self, values: list[float]) -> None:
         self.values = values
@@ -74,7 +74,7 @@ def _session(**config: Any) -> DragSession:
 def test_a_trip_goes_back_to_the_last_sharp_step_and_history_survives(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    schedule = Schedule([1.0, 1.0, 0.9, 0.5])  # reference, then checks at steps 0, 10 and 20
+    schedule = Schedule([1.0, 0.9, 0.5])  # the reference (also step 0's frame), then the checks at steps 10 and 20
     monkeypatch.setattr(session_mod, "sharpness", schedule)
     sess = _session(stop_rule=0.01)
     last = sess.run(max_steps=60)
@@ -117,7 +117,7 @@ def test_no_measure_on_tiny_images_and_no_trip_when_switched_off(monkeypatch: py
     monkeypatch.setattr(session_mod, "sharpness", Schedule([1.0, 0.1]))
     off = _session(guard=False)  # still measured (and reported), never acted on
     results = [off.step() for _ in range(GUARD_EVERY + 1)]
-    assert [r.sharpness for r in results if r.sharpness is not None] == [0.1, 0.1]
+    assert [r.sharpness for r in results if r.sharpness is not None] == [1.0, 0.1]
     assert not any(r.degraded for r in results) and off.step_count == GUARD_EVERY + 1
     monkeypatch.undo()
     on = _session()
@@ -142,13 +142,13 @@ def test_cli_says_when_the_guard_stopped_the_drag(
     args = ["drag", "--network", str(ckpt), "--seed", "0", "--handle", "30,32", "--target", "44,30", "--lr", "0.01"]
     args += ["--mask", str(tmp_path / "mask.png")]
     args += ["--stop-rule", "0.01", "--steps", "40", "--video-frames", "4"]
-    monkeypatch.setattr(session_mod, "sharpness", Schedule([1.0, 1.0, 0.5]))
+    monkeypatch.setattr(session_mod, "sharpness", Schedule([1.0, 0.5]))
     assert main([*args, "--outdir", str(tmp_path / "on")]) == 0
     out = capsys.readouterr().out
     assert "stopped: the image started to degrade (edit region at 50% of its sharpness) — kept step 0" in out
     result = json.loads((tmp_path / "on" / "result.json").read_text())
     assert result["stopped"] == "degraded" and result["steps"] == 0 and result["sharpness"] == 0.5
-    monkeypatch.setattr(session_mod, "sharpness", Schedule([1.0, 1.0, 0.5]))
+    monkeypatch.setattr(session_mod, "sharpness", Schedule([1.0, 0.5]))
     assert main([*args, "--no-guard", "--outdir", str(tmp_path / "off")]) == 0
     result = json.loads((tmp_path / "off" / "result.json").read_text())
     assert result["stopped"] == "max_steps" and result["steps"] == 40 and result["config"]["guard"] is False
@@ -157,7 +157,7 @@ def test_cli_says_when_the_guard_stopped_the_drag(
 def test_studio_stops_on_a_trip_and_shows_the_last_sharp_step(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from tests.test_studio_api import call, drag, make_client, recv_until
 
-    monkeypatch.setattr(session_mod, "sharpness", Schedule([1.0, 1.0, 0.5]))
+    monkeypatch.setattr(session_mod, "sharpness", Schedule([1.0, 0.5]))
     with make_client(make_tiny_generator(config=CONFIG_64), tmp_path) as client, client.websocket_connect("/ws") as ws:
         recv_until(ws, "state")
         s = call(ws, {"type": "set_config", "lr": 0.01, "max_steps": 50, "latent_reg": 0.5})

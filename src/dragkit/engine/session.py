@@ -478,6 +478,8 @@ class DragSession:
             assert start.image is not None
             reference = max(sharpness(start.image, box), 1e-12)
             memo = self._guard = GuardMemo(segment, st.mask, box, reference)
+            if image is None and segment.start is st.ws_opt:  # the segment starts here: that frame is this one
+                return 1.0, start.image
         frame = image if image is not None else self._display_image(out, ws)
         return sharpness(frame, memo.box) / memo.reference, frame
 
