@@ -21,7 +21,6 @@ __all__ = [
     "GUARD_MIN_SIDE",
     "SHARPNESS_FLOOR",
     "Box",
-    "grey",
     "guard_region",
     "sharpness",
 ]
@@ -61,13 +60,13 @@ def sharpness(image: torch.Tensor, box: Box) -> float:
     """Variance of the 4-neighbour Laplacian of the grey image inside ``box``; image [1, 3, H, W] in about
     [-1, 1] → a float ≥ 0 (0 for a flat region)."""
     left, top, right, bottom = box
-    region = grey(image[..., top:bottom, left:right])[None, None]
+    region = _grey(image[..., top:bottom, left:right])[None, None]
     kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=region.device)[None, None]
     lap = F.conv2d(region, kernel)
     return float(lap.var()) if lap.numel() > 1 else 0.0
 
 
-def grey(image: torch.Tensor) -> torch.Tensor:
+def _grey(image: torch.Tensor) -> torch.Tensor:
     """[1, 3, H, W] in about [-1, 1] → [H, W] float32 luma."""
     rgb = image[0].detach().to(torch.float32)
     return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]

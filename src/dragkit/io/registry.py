@@ -448,15 +448,23 @@ def _fetch_url_model(entry: ModelEntry, progress: bool) -> Path:
             f"{entry.name} has no direct download URL: download {entry.filename} from {entry.source} and put it at "
             f"{dest} (or pass the file's path instead of the name)"
         )
+    return _download_or_say(
+        entry.url, dest, entry.sha256, entry.size, progress, "or pass the file's path instead of the name"
+    )
+
+
+def _download_or_say(
+    url: str, dest: Path, sha256: str | None, size: int | None, progress: bool, otherwise: str | None = None
+) -> Path:
+    """:func:`download`, whose network failure says how to put the file there by hand (``otherwise``: one more
+    alternative); a checksum failure is raised as it is."""
     try:
-        return download(entry.url, dest, sha256=entry.sha256, size=entry.size, progress=progress)
+        return download(url, dest, sha256=sha256, size=size, progress=progress)
     except ChecksumError:
         raise
     except DownloadError as exc:
-        raise DownloadError(
-            f"{exc}. Without network: download {entry.url} elsewhere and put it at {dest}, "
-            "or pass the file's path instead of the name"
-        ) from None
+        extra = f", {otherwise}" if otherwise else ""
+        raise DownloadError(f"{exc}. Without network: download {url} elsewhere and put it at {dest}{extra}") from None
 
 
 #: Runs pip in a child that dies with its parent (Linux ``PR_SET_PDEATHSIG``), so killing a fetch never leaves a
@@ -732,14 +740,7 @@ def fetch_weight_file(name: str, progress: bool = True) -> Path:
         if entry.path.is_file():
             _verify(entry.path, None, entry.sha256, str(entry.path))
             return entry.path
-        try:
-            return download(entry.url, entry.path, sha256=entry.sha256, progress=progress)
-        except ChecksumError:
-            raise
-        except DownloadError as exc:
-            raise DownloadError(
-                f"{exc}. Without network: download {entry.url} elsewhere and put it at {entry.path}"
-            ) from None
+        return _download_or_say(entry.url, entry.path, entry.sha256, None, progress)
 
 
 # ---------------------------------------------------------------------------------------------------------------
