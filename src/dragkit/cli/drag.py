@@ -1,17 +1,12 @@
 """``dragkit drag``: drag handle points to targets on a seed's image (DragGAN), headless.
 
-Writes to ``--outdir``: ``final.png`` and ``final_overlay.png``; ``trajectory.mp4`` / ``trajectory.gif`` and
-``trajectory_overlay.mp4`` / ``trajectory_overlay.gif`` (the edit from start to end in ``--video-frames`` evenly
-spaced frames, the overlay ones with points, arrows and the mask; 512 px MP4s and 384 px GIFs by default);
-``latent.pt`` (the final W+ latent, a plain tensor [1, num_ws, w_dim]); ``session.pt`` (the whole session:
-``DragSession.load``) with a readable ``session.json`` beside it (model, seed, config, points and every step's
-handles, distances and loss); ``result.json`` = {"handles", "targets", "distances", "steps", "seconds", "config",
-…}. Prints the final distances. Every file is written under a temporary name and renamed when complete, so an
-interrupted run leaves either the previous file or a whole new one.
-
-Video frames are rendered by every k-th step (k planned from ``--max-steps`` and ``--video-frames``: the step has
-the features a frame is finished from, so it costs least there); a drag that arrives early gets the missing frames
-rendered afterwards from the recorded latents, so the video is evenly spaced either way.
+Writes to ``--outdir`` what :mod:`dragkit.jobs.drag` describes: ``final.png`` and ``final_overlay.png``; the
+trajectory videos ``trajectory.mp4`` / ``trajectory.gif`` and ``trajectory_overlay.mp4`` / ``.gif`` (the edit in
+``--video-frames`` evenly spaced frames, the overlay ones with points, arrows and the mask; 512 px MP4s and 384 px
+GIFs by default); ``latent.pt`` (the final W+ latent, a plain tensor [1, num_ws, w_dim]); ``session.pt`` (the
+whole session: ``DragSession.load``) with a readable ``session.json``; ``result.json`` = {"handles", "targets",
+"distances", "steps", "seconds", "stopped", "config", …}. Prints the final distances. Every file is written under a
+temporary name and renamed when complete, so an interrupted run leaves either the previous file or a whole new one.
 
 ``--resume SESSION`` continues a saved edit (``session.pt`` of an earlier drag, or one saved in the studio) on its
 model: its latent, points, mask, optimiser state and undo history come back; ``--handle/--target`` replace the
@@ -21,29 +16,16 @@ points, drag options change its settings (those that define the latent's layout 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import math
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from dragkit.cli._common import add_class_option, class_label, parse_device
 from dragkit.cli.options import add_drag_options, explicit_drag_options
 from dragkit.errors import InvalidInputError
-from dragkit.files import atomic_path, remove_stale_partials
-from dragkit.render.video import GIF_SIZE, VIDEO_SIZE
-
-if TYPE_CHECKING:
-    from dragkit.engine import StepResult
-
-logger = logging.getLogger(__name__)
-
-#: Default frames of the trajectory videos (2 s at the default 10 frames/s; each costs ~ a drag step).
-VIDEO_FRAMES = 20
+from dragkit.render.video import GIF_SIZE, VIDEO_FRAMES, VIDEO_SIZE
 
 
 def parse_point(text: str, option: str) -> tuple[float, float]:
@@ -75,11 +57,6 @@ def load_latent(path: Path, num_ws: int, w_dim: int) -> torch.Tensor:
     if not torch.isfinite(t).all():
         raise InvalidInputError(f"--latent {path}: the latent holds NaN or infinite values")
     return t.to(torch.float32)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -153,11 +130,9 @@ def run(args: argparse.Namespace) -> int:
     from dragkit.engine import DragConfig, DragSession
     from dragkit.engine.persist import read_model_id
     from dragkit.io import load_generator
-    from dragkit.io.images import load_mask, save_png
-    from dragkit.nn.images import to_uint8
+    from dragkit.io.images import load_mask
+    from dragkit.jobs.drag import VideoOptions, drag_and_write
     from dragkit.nn.seeds import z_from_seed
-    from dragkit.render import draw_points
-    from dragkit.render.trajectory import TrajectoryFrames, fill_positions, frame_stride
 
     handles = [parse_point(t, "--handle") for t in args.handle]
     targets = [parse_point(t, "--target") for t in args.target]
@@ -201,117 +176,23 @@ def run(args: argparse.Namespace) -> int:
         sess.set_points(handles, targets)
     if args.mask is not None:
         sess.set_mask(load_mask(args.mask, sess.image_shape))
-    mask = sess.mask
-    steps = sess.settings.max_steps
-    first_step = sess.step_count
-
-    out: Path = args.outdir
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(out)  # what a killed earlier run left
-    video = None if args.no_video else TrajectoryFrames(sess.image_shape, args.video_size or None, mask)
-    stride = frame_stride(steps, args.video_frames)
-    latents = {first_step: sess.ws.detach().clone()} if video else {}  # for frames rendered after the drag
-
-    bar = tqdm(total=steps, desc="drag", unit="step", disable=None)
-    last: StepResult | None = None
-
-    def on_step(result: StepResult) -> None:
-        nonlocal last
-        last = result
-        bar.update(1)
-        bar.set_postfix(dist=f"{max(result.distances):.1f}", loss="-" if result.loss is None else f"{result.loss:.4f}")
-        if video is not None:
-            if result.frame is not None:  # the frame of the latent this step started from
-                video.add(result.step - 1, result.frame, result.handles, result.targets)
-            latents[result.step] = sess.ws.detach().clone()
-
-    start = time.perf_counter()
-    try:
-        sess.run(max_steps=steps, callback=on_step, render_every=0 if video is None else stride)
-    except KeyboardInterrupt:
-        logger.warning("interrupted after %d steps: writing the results so far", sess.step_count)
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - start
-
-    final = sess.status()
-    image = sess.image()
-    stopped = _stop_reason(last, steps)
-    video_start = time.perf_counter()
-    if video is not None:
-        end = sess.step_count
-        if last is not None and last.done:
-            end -= 1  # the arrived step did not move the latent: the image is the one it started from
-        video.drop_after(end)  # the quality guard went back from the steps after it
-        if end not in video.positions:
-            video.add(end, image, final.handles, final.targets)
-        fill = fill_positions(video.positions, first_step, end, args.video_frames)
-        trajectory = {r.step - 1: r.handles for r in sess.trajectory}
-        for position in tqdm(fill, desc="video frames", unit="frame", disable=None if fill else True):
-            with torch.no_grad():
-                out_image = sess.generator.synthesize(latents[position], 0).image
-            assert out_image is not None
-            video.add(position, to_uint8(out_image)[0], trajectory.get(position, final.handles), final.targets)
-        gif_size = args.gif_size or None
-        video.write(
-            [
-                (out / "trajectory.mp4", False, None),
-                (out / "trajectory_overlay.mp4", True, None),
-                (out / "trajectory.gif", False, gif_size),
-                (out / "trajectory_overlay.gif", True, gif_size),
-            ],
-            args.fps,
-        )
-    video_seconds = time.perf_counter() - video_start
-    save_png(image, out / "final.png")
-    save_png(draw_points(image, final.handles, final.targets, mask), out / "final_overlay.png")
-    with atomic_path(out / "latent.pt") as tmp:
-        torch.save(sess.ws.cpu().clone(), tmp)
-    sess.save(out / "session.pt")
-    result = {
-        "handles": [list(p) for p in final.handles],
-        "targets": [list(p) for p in final.targets],
-        "distances": final.distances,
-        "steps": sess.step_count,
-        "seconds": round(seconds, 3),
-        "video_seconds": None if video is None else round(video_seconds, 3),
-        "video_frames": None if video is None else len(video.positions),
-        "done": final.done,
-        "stopped": stopped,
-        "sharpness": None if last is None else last.sharpness,
-        "config": sess.settings.to_dict(),
-        "network": str(network),
-        "seed": sess.meta.get("seed"),
-        "trunc": sess.meta.get("psi"),
-        "resumed_from": None if args.resume is None else str(args.resume),
-        "steps_this_run": sess.step_count - first_step,
-    }
-    _write_json(out / "result.json", result)
-    session_summary = {
-        "model_id": sess.model_id,
-        "seed": result["seed"],
-        "trunc": result["trunc"],
-        "config": sess.settings.to_dict(),
-        "mask": mask is not None,
-        "targets": [list(p) for p in final.targets],
-        "trajectory": [r.to_dict() for r in sess.trajectory],
-        "tensors": "session.pt (w0, current ws, mask, Adam state; DragSession.load)",
-    }
-    _write_json(out / "session.json", session_summary)
-    logger.info("wrote %s", out)
-    print("final distances (px): " + ", ".join(f"{d:.2f}" for d in final.distances))
+    video = (
+        None
+        if args.no_video
+        else VideoOptions(args.video_frames, args.fps, args.video_size or None, args.gif_size or None)
+    )
+    done = drag_and_write(
+        sess,
+        args.outdir,
+        network=str(network),
+        video=video,
+        resumed_from=None if args.resume is None else str(args.resume),
+    )
+    print("final distances (px): " + ", ".join(f"{d:.2f}" for d in done.result["distances"]))
+    last = done.last
     if last is not None and last.degraded:
         print(
             f"stopped: the image started to degrade (edit region at {last.sharpness:.0%} of its sharpness) — kept "
-            f"step {final.step}, the last sharp one; undo a few steps or add a mask, or go on with --no-guard"
+            f"step {done.result['steps']}, the last sharp one; undo a few steps or add a mask, or go on with --no-guard"
         )
     return 0
-
-
-def _stop_reason(last: StepResult | None, steps: int) -> str:
-    """Why the drag ended: "arrived", "degraded" (the quality guard), "max_steps" or "interrupted"."""
-    if last is not None and last.degraded:
-        return "degraded"
-    if last is not None and last.done:
-        return "arrived"
-    return "max_steps" if last is not None and last.step >= steps else "interrupted"

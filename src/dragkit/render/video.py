@@ -29,6 +29,8 @@ VIDEO_SUFFIXES = (".mp4", ".gif")
 #: (a 300-frame 384² GIF of a face is ~35 MB, a 1024² one ~200 MB).
 VIDEO_SIZE = 512
 GIF_SIZE = 384
+#: Default frames of a drag's trajectory videos (2 s at 10 frames/s; each costs about one drag step).
+VIDEO_FRAMES = 20
 
 #: Frames the shared GIF palette is made from (evenly spread over the clip).
 PALETTE_SAMPLES = 8
