@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[dev,studio,eval]'
+	$(PY) -m pip install -e '.[dev,studio,eval,ray]'
 	touch $(STAMP)
 
 studio: setup

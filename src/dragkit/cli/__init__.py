@@ -17,7 +17,17 @@ from collections.abc import Sequence
 from dragkit.errors import DragkitError
 
 # Module names under dragkit.cli, in the order their commands appear in --help.
-COMMANDS: tuple[str, ...] = ("generate", "inspect_cmd", "convert", "models", "invert", "drag", "studio")
+COMMANDS: tuple[str, ...] = (
+    "generate",
+    "inspect_cmd",
+    "convert",
+    "models",
+    "invert",
+    "drag",
+    "batch",
+    "evaluate",
+    "studio",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

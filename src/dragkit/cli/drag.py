@@ -16,6 +16,7 @@ points, drag options change its settings (those that define the latent's layout 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from dragkit.cli._common import add_class_option, class_label, parse_device
 from dragkit.cli.options import add_drag_options, explicit_drag_options
 from dragkit.errors import InvalidInputError
 from dragkit.render.video import GIF_SIZE, VIDEO_FRAMES, VIDEO_SIZE
+
+logger = logging.getLogger(__name__)
 
 
 def parse_point(text: str, option: str) -> tuple[float, float]:
@@ -40,23 +43,6 @@ def parse_point(text: str, option: str) -> tuple[float, float]:
     if not (math.isfinite(x) and math.isfinite(y)):
         raise InvalidInputError(f"{option} {text!r}: coordinates must be finite")
     return x, y
-
-
-def load_latent(path: Path, num_ws: int, w_dim: int) -> torch.Tensor:
-    """A W+ latent file (``torch.save`` of a tensor, read with ``weights_only=True``) → float32 [1, num_ws, w_dim];
-    anything else is an :class:`InvalidInputError` naming the file and the shape."""
-    try:
-        t = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InvalidInputError(f"--latent {path}: no such file") from None
-    except Exception as exc:
-        raise InvalidInputError(f"--latent {path}: not a saved tensor ({type(exc).__name__})") from None
-    if not isinstance(t, torch.Tensor) or t.shape != (1, num_ws, w_dim) or not t.is_floating_point():
-        shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-        raise InvalidInputError(f"--latent {path}: expected a float tensor [1, {num_ws}, {w_dim}], got {shape}")
-    if not torch.isfinite(t).all():
-        raise InvalidInputError(f"--latent {path}: the latent holds NaN or infinite values")
-    return t.to(torch.float32)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -131,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from dragkit.engine.persist import read_model_id
     from dragkit.io import load_generator
     from dragkit.io.images import load_mask
-    from dragkit.jobs.drag import VideoOptions, drag_and_write
+    from dragkit.jobs.drag import VideoOptions, drag_and_write, load_latent
     from dragkit.nn.seeds import z_from_seed
 
     handles = [parse_point(t, "--handle") for t in args.handle]
@@ -161,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         G = load_generator(network, device=device)
         meta: dict[str, Any]
         if args.latent is not None:
-            ws = load_latent(args.latent, G.num_ws, G.w_dim).to(device)
+            ws = load_latent(args.latent, G.num_ws, G.w_dim, name=f"--latent {args.latent}").to(device)
             meta = {"latent": str(args.latent)}
         else:
             c = class_label(G, args.class_idx, device)
@@ -188,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         video=video,
         resumed_from=None if args.resume is None else str(args.resume),
     )
+    logger.info("wrote %s", args.outdir)
     print("final distances (px): " + ", ".join(f"{d:.2f}" for d in done.result["distances"]))
     last = done.last
     if last is not None and last.degraded:

@@ -7,6 +7,7 @@ masks are bool [H, W] with True = movable.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -34,14 +35,15 @@ def save_png(arr: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def _open(path: str | Path) -> Image.Image:
+def _open(path: str | Path | BinaryIO, name: str | None = None) -> Image.Image:
+    name = name or str(path)
     try:
         im = Image.open(path)
         im.load()
     except FileNotFoundError:
-        raise InvalidInputError(f"{path}: no such file") from None
+        raise InvalidInputError(f"{name}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InvalidInputError(f"{path}: not a readable image ({exc})") from None
+        raise InvalidInputError(f"{name}: not a readable image ({exc})") from None
     return im
 
 
@@ -50,13 +52,17 @@ def load_image(path: str | Path) -> np.ndarray:
     return np.asarray(_open(path).convert("RGB"), dtype=np.uint8).copy()
 
 
-def load_mask(path: str | Path, shape: tuple[int, int], resize: bool = False) -> np.ndarray:
-    """A mask image as bool [H, W], True = movable.
+def load_mask(
+    path: str | Path | BinaryIO, shape: tuple[int, int], resize: bool = False, name: str | None = None
+) -> np.ndarray:
+    """A mask image (a file, or its bytes as a file object) as bool [H, W], True = movable.
 
     White (luminance > 127) is movable; an image with transparency uses its alpha channel instead (opaque =
     movable). ``shape`` = (H, W) expected; a different size raises unless ``resize=True`` (nearest neighbour).
+    ``name``: what errors call the file (default: ``path``).
     """
-    im = _open(path)
+    name = name or str(path)
+    im = _open(path, name)
     has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
     if has_alpha:
         alpha = np.asarray(im.convert("RGBA"))[:, :, 3]
@@ -66,6 +72,6 @@ def load_mask(path: str | Path, shape: tuple[int, int], resize: bool = False) ->
     h, w = int(shape[0]), int(shape[1])
     if plane.shape != (h, w):
         if not resize:
-            raise InvalidInputError(f"{path}: mask is {plane.shape[0]}×{plane.shape[1]} (H×W), expected {h}×{w}")
+            raise InvalidInputError(f"{name}: mask is {plane.shape[0]}×{plane.shape[1]} (H×W), expected {h}×{w}")
         plane = np.asarray(Image.fromarray(plane).resize((w, h), Image.Resampling.NEAREST))
     return plane > 127

@@ -19,12 +19,13 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from tqdm import tqdm
 
 from dragkit.engine import DragSession, StepResult
+from dragkit.errors import InvalidInputError
 from dragkit.files import atomic_path, remove_stale_partials
 from dragkit.io.images import save_png
 from dragkit.nn.images import to_uint8
@@ -53,6 +54,25 @@ class DragRun:
 
     result: dict[str, Any]
     last: StepResult | None
+
+
+def load_latent(source: Path | BinaryIO, num_ws: int, w_dim: int, name: str | None = None) -> torch.Tensor:
+    """A W+ latent file (``torch.save`` of a tensor, read with ``weights_only=True``; a path or the file's bytes as
+    a file object) → float32 [1, num_ws, w_dim]; anything else is an :class:`InvalidInputError` naming the file
+    (``name``, default the path) and the shape."""
+    name = name or str(source)
+    try:
+        t = torch.load(source, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InvalidInputError(f"{name}: no such file") from None
+    except Exception as exc:
+        raise InvalidInputError(f"{name}: not a saved tensor ({type(exc).__name__})") from None
+    if not isinstance(t, torch.Tensor) or t.shape != (1, num_ws, w_dim) or not t.is_floating_point():
+        shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise InvalidInputError(f"{name}: expected a float tensor [1, {num_ws}, {w_dim}], got {shape}")
+    if not torch.isfinite(t).all():
+        raise InvalidInputError(f"{name}: the latent holds NaN or infinite values")
+    return t.to(torch.float32)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -158,7 +178,6 @@ def drag_and_write(
             "tensors": "session.pt (w0, current ws, mask, Adam state; DragSession.load)",
         },
     )
-    logger.info("wrote %s", out)
     return DragRun(result, last)
 
 

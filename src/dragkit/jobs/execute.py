@@ -262,9 +262,9 @@ class _Actor:
 
 
 def _connect(ray_module: Any, address: str) -> None:
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address == "auto":  # a fresh local instance on this machine's cores (Ray's own "auto" joins an existing one)
-        ray_module.init(address="local", num_cpus=os.cpu_count() or 1, **quiet)
+        ray_module.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
     else:
         ray_module.init(address=address, **quiet)
 

@@ -1,0 +1,142 @@
+"""What an evaluation writes beside its JSONL: ``summary.json``, ``summary.md`` (the numbers, the paper's beside
+them, how the run went) and figures (matplotlib, where installed: ``pip install 'dragkit[eval]'``)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from dragkit.files import atomic_path
+from dragkit.jobs.execute import RunStats
+from dragkit.jobs.landmarks import PAPER_MD, PAPER_MD_NO_EDIT
+
+logger = logging.getLogger(__name__)
+
+
+def _write(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def run_lines(stats: RunStats, settings: dict[str, Any]) -> list[str]:
+    """The "how it ran" part of a summary."""
+    return [
+        f"- model: `{settings.get('network')}`, device {settings.get('device')}",
+        f"- run: {stats.mode}, {stats.workers} worker(s); {stats.done} case(s) run now, {stats.skipped} finished "
+        f"earlier, {stats.failed} failed, {stats.retried} re-run after a worker died; wall time {stats.seconds:.0f} s",
+    ]
+
+
+def landmarks_report(
+    out: Path, summary: dict[str, Any], stats: RunStats, settings: dict[str, Any], records: list[dict[str, Any]]
+) -> list[Path]:
+    """Write ``summary.json``, ``summary.md``, ``landmarks.png`` (MD against no-edit MD per edit) and
+    ``examples.png`` (source | target | result of the first pairs); returns the paths written."""
+    written = [out / "summary.json", out / "summary.md"]
+    _write(out / "summary.json", json.dumps({"summary": summary, "settings": settings}, indent=2) + "\n")
+    lines = [
+        "# Face landmarks (DragGAN Table 1)",
+        "",
+        "Mean distance (MD, pixels at 512×512) between the dragged landmarks and their targets after the edit, "
+        "found again by dlib. The ratio MD / no-edit MD compares across models; the paper's DragGAN ran on "
+        "StyleGAN2 FFHQ at 512².",
+        "",
+        "| points | edits | MD | no-edit MD | ratio | ratio, lost = no edit | faces lost | arrived | s / edit | "
+        "paper MD | paper no-edit | paper ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for n, s in summary.items():
+        k = int(n)
+        paper = PAPER_MD.get(k)
+        paper0 = PAPER_MD_NO_EDIT.get(k)
+        lines.append(
+            f"| {n} | {s['edits']} | {_fmt(s.get('md'))} | {_fmt(s.get('md_no_edit'))} | {_fmt(s.get('ratio'), 3)} "
+            f"| {_fmt(s.get('ratio_lost_as_no_edit'), 3)} | {_fmt(s.get('face_lost'))} | {_fmt(s.get('arrived'))} "
+            f"| {_fmt(s.get('seconds_per_edit'), 1)} | {_fmt(paper)} | {_fmt(paper0)} "
+            f"| {_fmt(None if paper is None or paper0 is None else paper / paper0, 3)} |"
+        )
+    skipped = sum(s.get("skipped", 0) for s in summary.values())
+    lines += ["", *run_lines(stats, settings)]
+    if skipped:
+        lines.append(f"- skipped edits (no face found in a pair's images): {skipped}")
+    lines += ["", "Figures: `landmarks.png` (each edit's MD against doing nothing), `examples.png`.", ""]
+    _write(out / "summary.md", "\n".join(lines))
+    figure = _landmarks_figure(records)
+    if figure is not None:
+        _save_png(figure, out / "landmarks.png")
+        written.append(out / "landmarks.png")
+    panels = sorted(p for p in (out / "cases").glob("*/panel.png")) if (out / "cases").is_dir() else []
+    if panels:
+        _stack(panels, out / "examples.png")
+        written.append(out / "examples.png")
+    return written
+
+
+def _save_png(data: bytes, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _stack(paths: list[Path], dest: Path) -> None:
+    """The case panels one under another (at most 8)."""
+    images = [Image.open(p).convert("RGB") for p in paths[:8]]
+    width = max(im.width for im in images)
+    sheet = Image.new("RGB", (width, sum(im.height for im in images)), "white")
+    y = 0
+    for im in images:
+        sheet.paste(im, (0, y))
+        y += im.height
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    _save_png(buf.getvalue(), dest)
+
+
+def _landmarks_figure(records: list[dict[str, Any]]) -> bytes | None:
+    """Scatter of MD against no-edit MD per edit, one colour per point count (lost faces on the no-edit line)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("figures need matplotlib: pip install 'dragkit[eval]'")
+        return None
+    rs = [r for r in records if "md_no_edit" in r]
+    if not rs:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=120)
+    top = max(max(r["md_no_edit"] for r in rs), max((r["md"] or 0) for r in rs)) * 1.05
+    ax.plot([0, top], [0, top], color="grey", lw=1, label="no progress")
+    for n in sorted({r["points"] for r in rs}):
+        sel = [r for r in rs if r["points"] == n]
+        x = np.array([r["md_no_edit"] for r in sel])
+        y = np.array([r["md_no_edit"] if r["md"] is None else r["md"] for r in sel])
+        lost = np.array([r["md"] is None for r in sel])
+        ax.scatter(x[~lost], y[~lost], s=18, label=f"{n} point(s)")
+        if lost.any():
+            ax.scatter(x[lost], y[lost], s=30, marker="x", color="black", label=f"{n}: face lost")
+    ax.set_xlabel("MD with no edit (px at 512²)")
+    ax.set_ylabel("MD after the drag (px at 512²)")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.legend(fontsize=8)
+    ax.set_title("Face landmarks: each edit")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
