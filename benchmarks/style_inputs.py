@@ -6,7 +6,7 @@
 For each seed (``--seed-base`` … ; seeds whose face dlib does not find are skipped) and each W+ row i, row i alone
 is moved by ``sigma`` × 0.42 × ε (ε ~ N(0, I), 0.42 ≈ the per-coordinate spread of this model's w; ``--directions``
 draws per seed and row, from a fixed generator seed). The face is re-generated, dlib's 68 landmarks are
-re-detected (512×512, as in benchmarks/landmarks.py), and two numbers are recorded:
+re-detected (512×512, as in ``dragkit eval landmarks``), and two numbers are recorded:
 
 - D: mean landmark displacement in pixels at 512×512 (shape: what a drag needs);
 - A: image change, mean |Δ| of the RGB values (0–255) at 512×512 (appearance: what a drag should keep).
@@ -29,11 +29,10 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dragkit.io import load_generator
 from dragkit.io.images import to_uint8
+from dragkit.jobs.landmarks import Landmarker, image_change, mean_dist
 from dragkit.nn.seeds import z_from_seed
-from landmarks import Landmarker, image_change, mean_dist
 
 logger = logging.getLogger("style_inputs")
 W_SPREAD = 0.42  # per-coordinate standard deviation of the default model's w (mapping of z ~ N(0, I))
@@ -60,7 +59,7 @@ def summarise(samples: list[tuple[int, float, float]], levels: list[str]) -> lis
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     G = load_generator(args.network)
-    marker = Landmarker(Path(args.predictor) if args.predictor else None)
+    marker = Landmarker(args.predictor)
     names = {lv.index: lv.name for lv in G.feature_levels()}
     ws_levels = getattr(G, "ws_levels", None)
     levels = [names[k] for k in ws_levels()] if callable(ws_levels) else [f"row {i}" for i in range(G.num_ws)]
@@ -98,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--network", default="default", help="model name or checkpoint path (default: default)")
     parser.add_argument("--seeds", type=int, default=8, help="faces probed (default 8)")
-    parser.add_argument("--seed-base", type=int, default=100, help="first seed (default 100, apart from landmarks.py)")
+    parser.add_argument(
+        "--seed-base", type=int, default=100, help="first seed (default 100, apart from the landmark protocol's)"
+    )
     parser.add_argument("--directions", type=int, default=3, help="random directions per face and row (default 3)")
     parser.add_argument("--sigma", type=float, default=1.0, help="step length in units of w's spread (default 1)")
     parser.add_argument("--psi", type=float, default=0.7, help="truncation of the faces (default 0.7)")

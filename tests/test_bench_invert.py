@@ -1,5 +1,5 @@
 """A smoke test of benchmarks/invert.py on the tiny generator: rows, the sheet and the per-photo outputs that
-benchmarks/landmarks.py --inverted reads (quality numbers are not asserted)."""
+dragkit eval landmarks --inverted reads (quality numbers are not asserted)."""
 
 from __future__ import annotations
 

@@ -221,3 +221,83 @@ def test_eval_landmarks_on_a_model_without_faces_skips_every_pair(tiny_checkpoin
     assert [r["id"] for r in records] == ["pair0000-n1", "pair0000-n5", "pair0001-n1", "pair0001-n5"]
     assert all(r["skipped"] == "no face in one of the two images" for r in records)
     assert "skipped edits (no face found in a pair's images): 4" in (out / "summary.md").read_text()
+
+
+def test_dis_flow_finds_a_shift_and_handles_follow_it() -> None:
+    from dragkit.jobs.reconstruction import consistent, flow_pair, mse_parts, pick_handles
+
+    rng = np.random.RandomState(0)
+    small = rng.randint(0, 255, (24, 24, 3)).astype(np.uint8)
+    base = np.asarray(Image.fromarray(small).resize((96, 96), Image.Resampling.BICUBIC))
+    shifted = np.roll(base, (2, 3), axis=(0, 1))  # content moves 3 px right, 2 px down
+    forward, backward = flow_pair(base, shifted)
+    ok = consistent(forward, backward)
+    inner = (slice(20, 76), slice(20, 76))
+    assert ok[inner].mean() > 0.9
+    np.testing.assert_allclose(np.median(forward[inner].reshape(-1, 2), axis=0), [3, 2], atol=0.3)
+    handles, targets = pick_handles(forward, ok, 8, seed=1)
+    assert (handles, targets) == pick_handles(forward, ok, 8, seed=1) and len(set(handles)) == 8
+    moved = np.array(targets) - np.array(handles)
+    assert np.median(np.hypot(moved[:, 0] - 3, moved[:, 1] - 2)) < 0.5
+    with pytest.raises(ValueError, match="consistent flow"):
+        pick_handles(forward, np.zeros_like(ok), 4, seed=1)
+    a = np.zeros((4, 4, 3), dtype=np.uint8)
+    b = a.copy()
+    b[:2] = 255  # the top half differs by 1 (on [0, 1])
+    moving = np.zeros((4, 4), dtype=bool)
+    moving[:2] = True
+    assert mse_parts(a, b, moving) == (50.0, 100.0, 0.0)
+    assert mse_parts(a, b, np.zeros((4, 4), dtype=bool))[1] is None
+
+
+def test_eval_reconstruction_on_a_tiny_generator(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    pytest.importorskip("cv2")
+    out = tmp_path / "rec"
+    argv = ["eval", "reconstruction", "--network", str(tiny_checkpoint), "--cases", "2", "--handles", "4"]
+    assert main([*argv, "--steps", "3", "--lr", "0.02", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "reconstruction.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == ["seed000000", "seed000001"]
+    for r in records:
+        assert r["handles"] == 4 and r["steps"] <= 3 and r["mse"] >= 0 and r["mse_no_edit"] >= 0
+        assert r["lpips"] is None or r["lpips"] >= 0
+    summary = (out / "summary.md").read_text()
+    assert "RAFT" in summary and "MSE×100" in summary
+    assert (out / "examples.png").is_file() and json.loads((out / "run.json").read_text())["config"]["max_steps"] == 3
+
+
+def test_tracking_replay_starts_every_tracker_at_the_truth(tiny_checkpoint: Path) -> None:
+    """The replay on a recorded tiny drag, with the truth taken as the handles' start (dlib finds no face in a
+    32² random image): every tracker and Lucas–Kanade is exact at step 0 and reports one error per step."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("dlib")
+    from dragkit.engine import TRACKERS, DragConfig, DragSession
+    from dragkit.io import load_generator
+    from dragkit.jobs.tracking import BASELINE, TrackingSpec, TrackingWorker, summarise_tracking
+
+    worker = TrackingWorker(TrackingSpec(str(tiny_checkpoint), config={"lr": 0.02, "max_steps": 4}))
+    handles = [(10.0, 12.0), (20.0, 8.0)]
+    start = image_to_eval(handles, (32, 32))
+    worker.marker = lambda img: _truth(start)  # type: ignore[assignment]
+    sess = DragSession(
+        load_generator(tiny_checkpoint), worker.G.mapping(torch.zeros(1, 16), psi=0.7), DragConfig(lr=0.02)
+    )
+    sess.set_points(handles, [(16.0, 14.0), (14.0, 4.0)])
+    latents = [sess.ws.detach().clone()]
+    for _ in range(3):
+        sess.step()
+        latents.append(sess.ws.detach().clone())
+    errors = worker._replay(sess, latents, handles, np.array([0, 1]))
+    assert set(errors) == {*TRACKERS, BASELINE}
+    for name, errs in errors.items():
+        assert len(errs) == 4 and errs[0] == 0.0, name
+    record = {"trackers": {n: {"mean": float(np.mean(e)), "final": e[-1], "per_step": e} for n, e in errors.items()}}
+    summary = summarise_tracking([{**record, "steps": 3}, {"skipped": "no face"}])
+    assert summary["cases"] == 1 and summary["skipped"] == 1
+    assert sorted(t["rank"] for t in summary["trackers"].values()) == list(range(1, len(errors) + 1))
+
+
+def _truth(start: np.ndarray) -> np.ndarray:
+    """68 landmarks whose first two are ``start`` (the others unused)."""
+    out = np.zeros((68, 2))
+    out[:2] = start
+    return out

@@ -8,10 +8,15 @@ Writes into ``--out``: ``<protocol>.jsonl`` (one line per case, appended as case
 settings: a rerun with the same ones resumes, with others it is refused), ``summary.md`` and ``summary.json`` (the
 numbers, the paper's beside them) and figures; files of single cases go to ``cases/<id>/``.
 
-Protocols:
+Protocols (:mod:`dragkit.jobs`):
 
 - ``landmarks``: the paper's Table 1 on a face model. ``--cases N`` face pairs, each dragged with every count of
-  ``--points`` (1 and 5 by default; 68 is the paper's third column): see :mod:`dragkit.jobs.landmarks`.
+  ``--points`` (1 and 5 by default; 68 is the paper's third column).
+- ``reconstruction``: the shape of the paper's Table 2. ``--cases N`` latent pairs (w1, a perturbed w2); I1 is
+  dragged along 32 optical-flow correspondences for at most 100 steps; MSE against I2 inside and outside the
+  region that moves, and LPIPS where its VGG16 weights are present.
+- ``tracking``: every registered tracker and OpenCV's Lucas–Kanade, replayed on recorded drags of a face model and
+  measured against dlib's landmarks on every step; ranked.
 """
 
 from __future__ import annotations
@@ -19,10 +24,15 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dragkit.cli._run import add_run_options, check_run_options
 from dragkit.cli.options import add_drag_options, explicit_drag_options
+from dragkit.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from dragkit.engine import DragConfig
+    from dragkit.jobs.execute import RunStats
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the ``eval`` sub-command and its protocols."""
     p = subparsers.add_parser(
         "eval",
-        help="run an evaluation protocol (face landmarks), serially or on a Ray cluster",
+        help="run an evaluation protocol (landmarks, reconstruction, tracking), serially or on a Ray cluster",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -69,19 +79,49 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     add_run_options(lm)
     add_drag_options(lm, skip=("stop_rule",))  # the protocol's stop distance is set per edit
-    lm.set_defaults(func=run_landmarks)
+    lm.set_defaults(func=run_landmarks, default_steps=300)
+
+    rec = protocols.add_parser(
+        "reconstruction",
+        help="paired image reconstruction along optical-flow correspondences (the shape of Table 2)",
+        description="Drag I1 along dense-flow correspondences towards I2 (a perturbed latent); MSE to I2.",
+    )
+    rec.add_argument("--network", default="default", help="model name or checkpoint (default: default)")
+    rec.add_argument("--cases", type=int, default=20, metavar="N", help="latent pairs (default 20)")
+    rec.add_argument("--psi", type=float, default=0.7, help="truncation of w1 (default 0.7)")
+    rec.add_argument("--seed-base", type=int, default=0, help="first seed (default 0)")
+    rec.add_argument("--perturb", type=float, default=0.3, help="how far w2 leans towards another latent (0.3)")
+    rec.add_argument("--handles", type=int, default=32, metavar="K", help="correspondences per pair (default 32)")
+    rec.add_argument("--vgg16", default=None, metavar="PTH", help="torchvision's VGG16 weights for LPIPS")
+    rec.add_argument("--examples", type=int, default=4, metavar="K", help="pairs drawn in examples.png (default 4)")
+    add_run_options(rec)
+    add_drag_options(rec)
+    rec.set_defaults(func=run_reconstruction, default_steps=100)
+
+    tr = protocols.add_parser(
+        "tracking",
+        help="every tracker and Lucas–Kanade against dlib's landmarks on recorded drags of a face model",
+        description="Record drags of face landmarks, replay every tracker on them, measure against dlib.",
+    )
+    tr.add_argument("--network", default="default", help="a face model: name or checkpoint (default: default)")
+    tr.add_argument("--cases", type=int, default=10, metavar="N", help="face pairs (default 10)")
+    tr.add_argument("--points", type=int, default=5, help="landmarks dragged per pair (default 5)")
+    tr.add_argument("--psi", type=float, default=0.7, help="truncation of both faces (default 0.7)")
+    tr.add_argument("--seed-base", type=int, default=0, help="first seed; pair i uses seeds 2i, 2i+1 from here")
+    tr.add_argument("--predictor", default=None, help="shape_predictor_68_face_landmarks.dat (default: found/fetched)")
+    add_run_options(tr)
+    add_drag_options(tr)
+    tr.set_defaults(func=run_tracking, default_steps=100)
 
 
 def run_landmarks(args: argparse.Namespace) -> int:
-    """Build the cases, run them, write the report."""
-    from dragkit.engine import DragConfig
-    from dragkit.jobs.execute import ResultLog, check_run_settings, execute
+    """Face landmarks: build the cases, run them, write the report."""
     from dragkit.jobs.landmarks import LandmarkSpec, landmark_cases, summarise
     from dragkit.jobs.report import landmarks_report
 
     check_run_options(args)
     cases = landmark_cases(args.cases, args.points, args.seed_base, args.draw_points)
-    config = DragConfig(**explicit_drag_options(args))
+    config = _config(args)
     spec = LandmarkSpec(
         network=args.network,
         device=args.device,
@@ -104,14 +144,97 @@ def run_landmarks(args: argparse.Namespace) -> int:
         "oracle": args.oracle,
         "inverted": args.inverted,
     }
+    stats, records = _execute(args, "landmarks", spec, cases, settings)
+    landmarks_report(out, summarise(records, args.points), stats, settings, records)
+    return _finish(out, stats)
+
+
+def _config(args: argparse.Namespace) -> DragConfig:
+    """The drag options given, with the protocol's own step budget unless ``--steps`` was given."""
+    from dragkit.engine import DragConfig
+
+    options = explicit_drag_options(args)
+    options.setdefault("max_steps", args.default_steps)
+    return DragConfig(**options)
+
+
+def _execute(
+    args: argparse.Namespace, name: str, spec: Any, cases: list[Any], settings: dict[str, Any]
+) -> tuple[RunStats, list[dict[str, Any]]]:
+    """Check the folder's settings, run the cases not finished yet, return the stats and every record in order."""
+    from dragkit.jobs.execute import ResultLog, check_run_settings, execute
+
+    out = Path(args.out)
     check_run_settings(out, settings)
-    log = ResultLog(out / "landmarks.jsonl")
+    log = ResultLog(out / f"{name}.jsonl")
     try:
-        stats = execute(spec, cases, out, log, ray=args.ray, workers=args.workers, threads=args.threads, desc="edits")
-        records = log.in_order(c.id for c in cases)
+        stats = execute(spec, cases, out, log, ray=args.ray, workers=args.workers, threads=args.threads, desc=name)
+        return stats, log.in_order(c.id for c in cases)
     finally:
         log.close()
-    summary = summarise(records, args.points)
-    landmarks_report(out, summary, stats, settings, records)
+
+
+def _finish(out: Path, stats: RunStats) -> int:
     print((out / "summary.md").read_text(encoding="utf-8"))
     return 1 if stats.failed else 0
+
+
+def run_reconstruction(args: argparse.Namespace) -> int:
+    """Paired reconstruction: build the cases, run them, write the report."""
+    from dragkit.jobs.reconstruction import ReconstructionSpec, reconstruction_cases, summarise_reconstruction
+    from dragkit.jobs.report import reconstruction_report
+
+    check_run_options(args)
+    if args.handles < 1:
+        raise InvalidInputError(f"--handles: expected an int ≥ 1, got {args.handles}")
+    cases = reconstruction_cases(args.cases, args.seed_base)
+    spec = ReconstructionSpec(
+        network=args.network,
+        device=args.device,
+        config=_config(args).to_dict(),
+        psi=args.psi,
+        perturb=args.perturb,
+        handles=args.handles,
+        vgg16=args.vgg16,
+        panels=args.examples,
+    )
+    settings = {
+        "protocol": "reconstruction",
+        "network": args.network,
+        "device": args.device,
+        "config": spec.config,
+        "psi": args.psi,
+        "seed_base": args.seed_base,
+        "perturb": args.perturb,
+        "handles": args.handles,
+    }
+    out = Path(args.out)
+    stats, records = _execute(args, "reconstruction", spec, cases, settings)
+    reconstruction_report(out, summarise_reconstruction(records), stats, settings, records)
+    return _finish(out, stats)
+
+
+def run_tracking(args: argparse.Namespace) -> int:
+    """Tracking: record drags, replay every tracker and Lucas–Kanade, write the report."""
+    from dragkit.jobs.landmarks import landmark_cases
+    from dragkit.jobs.report import tracking_report
+    from dragkit.jobs.tracking import TrackingSpec, summarise_tracking
+
+    check_run_options(args)
+    cases = landmark_cases(args.cases, [args.points], args.seed_base)
+    spec = TrackingSpec(
+        network=args.network, device=args.device, config=_config(args).to_dict(), psi=args.psi, predictor=args.predictor
+    )
+    settings = {
+        "protocol": "tracking",
+        "network": args.network,
+        "device": args.device,
+        "config": spec.config,
+        "psi": args.psi,
+        "seed_base": args.seed_base,
+        "points": args.points,
+    }
+    out = Path(args.out)
+    stats, records = _execute(args, "tracking", spec, cases, settings)
+    tracking_report(out, summarise_tracking(records), stats, settings, records)
+    return _finish(out, stats)

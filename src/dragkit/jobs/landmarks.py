@@ -196,7 +196,7 @@ class LandmarkWorker:
         G1, photo = G, None
         with torch.no_grad():
             ws = [G.mapping(z_from_seed(s, G.z_dim).to(device), psi=self.spec.psi) for s in seeds]
-            imgs = [_render(G, w) for w in ws]
+            imgs = [render(G, w) for w in ws]
             if self.spec.inverted:
                 folder = Path(self.spec.inverted) / f"seed{seeds[0]:04d}"
                 if not (folder / "generator").is_dir():
@@ -206,7 +206,7 @@ class LandmarkWorker:
                 G1 = load_generator(folder / "generator", device=device)
                 ws[0] = torch.load(folder / "latent.pt", weights_only=True).to(device)
                 photo = imgs[0]
-                imgs[0] = _render(G1, ws[0])
+                imgs[0] = render(G1, ws[0])
         lms = [self.marker(img) for img in imgs]
         found = None if lms[0] is None or lms[1] is None else (G1, ws, imgs, lms, photo)
         self._pair = (seeds, found)
@@ -281,7 +281,7 @@ class LandmarkWorker:
         return last
 
 
-def _render(G: Any, ws: Any) -> np.ndarray:
+def render(G: Any, ws: Any) -> np.ndarray:
     """uint8 [H, W, 3] image of W+ ``ws`` [1, num_ws, w_dim]."""
     from dragkit.nn.images import to_uint8
 

@@ -15,6 +15,8 @@ from PIL import Image
 from dragkit.files import atomic_path
 from dragkit.jobs.execute import RunStats
 from dragkit.jobs.landmarks import PAPER_MD, PAPER_MD_NO_EDIT
+from dragkit.jobs.reconstruction import PAPER_MSE
+from dragkit.jobs.tracking import BASELINE
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +81,170 @@ def landmarks_report(
     if figure is not None:
         _save_png(figure, out / "landmarks.png")
         written.append(out / "landmarks.png")
-    panels = sorted(p for p in (out / "cases").glob("*/panel.png")) if (out / "cases").is_dir() else []
-    if panels:
-        _stack(panels, out / "examples.png")
-        written.append(out / "examples.png")
+    written += _examples(out)
     return written
+
+
+def reconstruction_report(
+    out: Path, summary: dict[str, Any], stats: RunStats, settings: dict[str, Any], records: list[dict[str, Any]]
+) -> list[Path]:
+    """Write ``summary.json``, ``summary.md``, ``reconstruction.png`` (MSE after the drag against no edit per
+    pair) and ``examples.png`` (I1 with handles → targets | I2 | result); returns the paths written."""
+    written = [out / "summary.json", out / "summary.md"]
+    _write(out / "summary.json", json.dumps({"summary": summary, "settings": settings}, indent=2) + "\n")
+    s = summary
+    paper = ", ".join(f"{k} {v}" for k, v in PAPER_MSE.items())
+    lines = [
+        "# Paired image reconstruction (the shape of DragGAN Table 2)",
+        "",
+        f"I1 (seed's latent w1) dragged for at most {settings['config']['max_steps']} steps along "
+        f"{settings['handles']} optical-flow correspondences towards I2 (w1's optimised rows moved "
+        f"{settings['perturb']} of the way towards another latent). Mean squared error of RGB in [0, 1], ×100.",
+        "",
+        "| | MSE×100 | in the moving region | outside it | LPIPS |",
+        "| --- | --- | --- | --- | --- |",
+        f"| after the drag | {_fmt(s.get('mse'), 3)} | {_fmt(s.get('mse_moving'), 3)} | {_fmt(s.get('mse_static'), 3)} "
+        f"| {_fmt(s.get('lpips'), 3)} |",
+        f"| no edit (I1 against I2) | {_fmt(s.get('mse_no_edit'), 3)} | {_fmt(s.get('mse_moving_no_edit'), 3)} "
+        f"| {_fmt(s.get('mse_static_no_edit'), 3)} | |",
+        "",
+        f"- pairs: {s['cases']}; ratio MSE / no-edit MSE: {_fmt(s.get('ratio'), 3)}; mean flow at the handles: "
+        f"{_fmt(s.get('flow_px'))} px; steps: {_fmt(s.get('steps'), 1)}; arrived: {_fmt(s.get('arrived'))}",
+        f"- the paper's DragGAN, MSE×100 on other StyleGAN2 models with RAFT flow: {paper}",
+        "- correspondences: OpenCV's DIS optical flow (weight-free). RAFT, the paper's flow, needs weights that no "
+        "package ships, so it is not used.",
+        "- LPIPS: "
+        + (
+            "LPIPS-VGG"
+            if s.get("lpips") is not None
+            else "not measured (torchvision's VGG16 weights are not present; pass --vgg16)"
+        ),
+        *run_lines(stats, settings),
+        "",
+        "Figures: `reconstruction.png` (each pair against doing nothing), `examples.png`.",
+        "",
+    ]
+    _write(out / "summary.md", "\n".join(lines))
+    rs = [r for r in records if "mse" in r]
+    figure = _scatter(
+        [r["mse_no_edit"] for r in rs],
+        [r["mse"] for r in rs],
+        "MSE×100, no edit (I1 against I2)",
+        "MSE×100 after the drag",
+        "Paired reconstruction: each pair",
+    )
+    if figure is not None:
+        _save_png(figure, out / "reconstruction.png")
+        written.append(out / "reconstruction.png")
+    written += _examples(out)
+    return written
+
+
+def tracking_report(
+    out: Path, summary: dict[str, Any], stats: RunStats, settings: dict[str, Any], records: list[dict[str, Any]]
+) -> list[Path]:
+    """Write ``summary.json``, ``summary.md`` (trackers ranked against Lucas–Kanade) and ``tracking.png`` (mean
+    error per step of each); returns the paths written."""
+    written = [out / "summary.json", out / "summary.md"]
+    _write(out / "summary.json", json.dumps({"summary": summary, "settings": settings}, indent=2) + "\n")
+    lines = [
+        "# Point tracking on recorded drags",
+        "",
+        f"Drags of {settings['points']} face landmarks (at most {settings['config']['max_steps']} steps, tracker "
+        f"`{settings['config']['tracker']}` driving); every tracker replayed on the recorded features, and OpenCV's "
+        "Lucas–Kanade on the images, measured against dlib's landmarks on every step (pixels at 512×512).",
+        "",
+        "| rank | tracker | mean error | error at the last step | cases better than Lucas–Kanade |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, t in summary["trackers"].items():
+        label = f"{name} (baseline)" if name == BASELINE else f"`{name}`"
+        better = "–" if t["better_than_lk"] is None else f"{t['better_than_lk']} of {summary['cases']}"
+        lines.append(f"| {t['rank']} | {label} | {_fmt(t['mean'])} | {_fmt(t['final'])} | {better} |")
+    lines += [
+        "",
+        f"- cases: {summary['cases']} (skipped: {summary['skipped']}); steps per recorded drag: "
+        f"{_fmt(summary.get('steps'), 1)}",
+        *run_lines(stats, settings),
+        "",
+        "Figure: `tracking.png` (mean error per step).",
+        "",
+    ]
+    _write(out / "summary.md", "\n".join(lines))
+    figure = _curves(records)
+    if figure is not None:
+        _save_png(figure, out / "tracking.png")
+        written.append(out / "tracking.png")
+    return written
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("figures need matplotlib: pip install 'dragkit[eval]'")
+        return None
+    return plt
+
+
+def _png(fig: Any, plt: Any) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _scatter(x: list[float], y: list[float], xlabel: str, ylabel: str, title: str) -> bytes | None:
+    plt = _pyplot()
+    if plt is None or not x:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=120)
+    top = max(max(x), max(y)) * 1.05
+    ax.plot([0, top], [0, top], color="grey", lw=1, label="no progress")
+    ax.scatter(x, y, s=18)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _png(fig, plt)
+
+
+def _curves(records: list[dict[str, Any]]) -> bytes | None:
+    """Mean error per step over the cases, one line per tracker."""
+    plt = _pyplot()
+    rs = [r for r in records if "trackers" in r]
+    if plt is None or not rs:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    for name in rs[0]["trackers"]:
+        length = max(len(r["trackers"][name]["per_step"]) for r in rs)
+        mean = []
+        for k in range(length):
+            at = [r["trackers"][name]["per_step"][k] for r in rs if k < len(r["trackers"][name]["per_step"])]
+            kept = [v for v in at if v is not None]
+            mean.append(float(np.mean(kept)) if kept else np.nan)
+        ax.plot(
+            range(length), mean, label=name, lw=2 if name == BASELINE else 1.2, ls="--" if name == BASELINE else "-"
+        )
+    ax.set_xlabel("step")
+    ax.set_ylabel("distance to dlib's landmark (px at 512²)")
+    ax.set_title("Tracking error along recorded drags")
+    ax.legend(fontsize=8)
+    return _png(fig, plt)
+
+
+def _examples(out: Path) -> list[Path]:
+    panels = sorted((out / "cases").glob("*/panel.png")) if (out / "cases").is_dir() else []
+    if not panels:
+        return []
+    _stack(panels, out / "examples.png")
+    return [out / "examples.png"]
 
 
 def _save_png(data: bytes, path: Path) -> None:
@@ -107,13 +268,8 @@ def _stack(paths: list[Path], dest: Path) -> None:
 
 def _landmarks_figure(records: list[dict[str, Any]]) -> bytes | None:
     """Scatter of MD against no-edit MD per edit, one colour per point count (lost faces on the no-edit line)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.warning("figures need matplotlib: pip install 'dragkit[eval]'")
+    plt = _pyplot()
+    if plt is None:
         return None
     rs = [r for r in records if "md_no_edit" in r]
     if not rs:
@@ -135,8 +291,4 @@ def _landmarks_figure(records: list[dict[str, Any]]) -> bytes | None:
     ax.set_ylim(0, top)
     ax.legend(fontsize=8)
     ax.set_title("Face landmarks: each edit")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig, plt)

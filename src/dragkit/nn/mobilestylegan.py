@@ -423,7 +423,7 @@ class MobileStyleGANGenerator(nn.Module):
 
         b4…b32 are the levels whose style inputs move dlib's face landmarks most per unit of appearance change
         (``benchmarks/style_inputs.py``; b64 half as much, finer levels texture only); chosen with
-        ``benchmarks/landmarks.py`` (docs/default_model.md).
+        ``dragkit eval landmarks`` (docs/default_model.md).
         """
         resolutions = self.config.block_resolutions
         level = resolutions.index(min(128, resolutions[-2]))
