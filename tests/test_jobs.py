@@ -301,3 +301,17 @@ def _truth(start: np.ndarray) -> np.ndarray:
     out = np.zeros((68, 2))
     out[:2] = start
     return out
+
+
+def test_eval_speed_times_each_model_and_device(tiny_checkpoint: Path, tmp_path: Path, capsys: Any) -> None:
+    out = tmp_path / "speed"
+    argv = ["eval", "speed", "--network", str(tiny_checkpoint), "--timed-steps", "3", "--edit-steps", "2"]
+    assert main([*argv, "--warmup", "1", "--out", str(out)]) == 0
+    (record,) = [json.loads(line) for line in (out / "speed.jsonl").read_text().splitlines()]
+    assert record["id"] == "00-tiny32-cpu" and record["image_shape"] == [32, 32] and record["edit_steps"] == 2
+    assert 0 < record["step_ms_min"] <= record["step_ms"] <= record["step_ms_max"] and record["edit_seconds"] > 0
+    assert "| 32×32 | cpu |" in capsys.readouterr().out
+    if not torch.cuda.is_available():  # a device the machine lacks: that case fails with its reason, the run goes on
+        assert main([*argv, "--devices", "cpu", "cuda", "--out", str(tmp_path / "s2")]) == 1
+        lines = [json.loads(line) for line in (tmp_path / "s2" / "speed.jsonl").read_text().splitlines()]
+        assert "error" not in lines[0] and "error" in lines[1]

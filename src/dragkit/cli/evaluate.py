@@ -17,6 +17,7 @@ Protocols (:mod:`dragkit.jobs`):
   region that moves, and LPIPS where its VGG16 weights are present.
 - ``tracking``: every registered tracker and OpenCV's Lucas–Kanade, replayed on recorded drags of a face model and
   measured against dlib's landmarks on every step; ranked.
+- ``speed``: median ms per drag step and the seconds of a whole edit, per model and device.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the ``eval`` sub-command and its protocols."""
     p = subparsers.add_parser(
         "eval",
-        help="run an evaluation protocol (landmarks, reconstruction, tracking), serially or on a Ray cluster",
+        help="run an evaluation protocol (landmarks, reconstruction, tracking, speed), serially or on a Ray cluster",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -112,6 +113,20 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_run_options(tr)
     add_drag_options(tr)
     tr.set_defaults(func=run_tracking, default_steps=100)
+
+    sp = protocols.add_parser(
+        "speed",
+        help="step time and edit time per model (resolution) and device",
+        description="Median ms per drag step and the seconds of a whole edit, for each model on each device.",
+    )
+    sp.add_argument("--network", nargs="+", default=["default"], help="models: names or checkpoints (default: default)")
+    sp.add_argument("--devices", nargs="+", default=["cpu"], help="torch devices, e.g. cpu cuda (default: cpu)")
+    sp.add_argument("--timed-steps", type=int, default=10, metavar="N", help="steps timed one by one (default 10)")
+    sp.add_argument("--edit-steps", type=int, default=30, metavar="N", help="steps of the timed edit (default 30)")
+    sp.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed steps first (default 2)")
+    add_run_options(sp)
+    add_drag_options(sp, skip=("stop_rule", "max_steps"))
+    sp.set_defaults(func=run_speed, default_steps=300)
 
 
 def run_landmarks(args: argparse.Namespace) -> int:
@@ -237,4 +252,33 @@ def run_tracking(args: argparse.Namespace) -> int:
     out = Path(args.out)
     stats, records = _execute(args, "tracking", spec, cases, settings)
     tracking_report(out, summarise_tracking(records), stats, settings, records)
+    return _finish(out, stats)
+
+
+def run_speed(args: argparse.Namespace) -> int:
+    """Speed: one case per model and device, the report."""
+    from dragkit.jobs.report import speed_report
+    from dragkit.jobs.speed import SpeedSpec, speed_cases
+
+    check_run_options(args)
+    for option in ("timed_steps", "edit_steps"):
+        if getattr(args, option) < 1:
+            raise InvalidInputError(f"--{option.replace('_', '-')}: expected an int ≥ 1")
+    if args.warmup < 0:
+        raise InvalidInputError("--warmup: expected an int ≥ 0")
+    cases = speed_cases(args.network, args.devices)
+    spec = SpeedSpec(_config(args).to_dict(), args.warmup, args.timed_steps, args.edit_steps)
+    settings = {
+        "protocol": "speed",
+        "network": args.network,
+        "device": args.devices,
+        "config": spec.config,
+        "warmup": args.warmup,
+        "timed_steps": args.timed_steps,
+        "edit_steps": args.edit_steps,
+        "threads": args.threads,
+    }
+    out = Path(args.out)
+    stats, records = _execute(args, "speed", spec, cases, settings)
+    speed_report(out, stats, settings, records)
     return _finish(out, stats)

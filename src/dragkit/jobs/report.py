@@ -16,6 +16,7 @@ from dragkit.files import atomic_path
 from dragkit.jobs.execute import RunStats
 from dragkit.jobs.landmarks import PAPER_MD, PAPER_MD_NO_EDIT
 from dragkit.jobs.reconstruction import PAPER_MSE
+from dragkit.jobs.speed import PAPER_EDIT_SECONDS
 from dragkit.jobs.tracking import BASELINE
 
 logger = logging.getLogger(__name__)
@@ -175,6 +176,49 @@ def tracking_report(
     if figure is not None:
         _save_png(figure, out / "tracking.png")
         written.append(out / "tracking.png")
+    return written
+
+
+def speed_report(out: Path, stats: RunStats, settings: dict[str, Any], records: list[dict[str, Any]]) -> list[Path]:
+    """Write ``summary.json`` and ``summary.md`` (a row per model and device) and ``speed.png`` (ms per step);
+    returns the paths written."""
+    rs = [r for r in records if "step_ms" in r]
+    _write(out / "summary.json", json.dumps({"cases": rs, "settings": settings}, indent=2) + "\n")
+    lines = [
+        "# Speed",
+        "",
+        f"One handle dragged H/8 to the right; median of {settings['timed_steps']} timed steps after "
+        f"{settings['warmup']} untimed ones, and a whole {settings['edit_steps']}-step edit with its final image. The "
+        f"paper reports about {PAPER_EDIT_SECONDS} s per 1-point face edit on an A100.",
+        "",
+        "| model | image | device | ms / step (min – max) | edit (s) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rs:
+        lines.append(
+            f"| `{r['network']}` | {r['image_shape'][0]}×{r['image_shape'][1]} | {r['device']} | {r['step_ms']:.0f} "
+            f"({r['step_ms_min']:.0f} – {r['step_ms_max']:.0f}) | {r['edit_seconds']:.1f} |"
+        )
+    failed = [r for r in records if "error" in r]
+    lines += [
+        "",
+        *(f"- {r['id']}: {r['error']}" for r in failed),
+        *run_lines(
+            stats, {**settings, "network": ", ".join(settings["network"]), "device": ", ".join(settings["device"])}
+        ),
+        "",
+    ]
+    _write(out / "summary.md", "\n".join(lines))
+    written = [out / "summary.json", out / "summary.md"]
+    plt = _pyplot()
+    if plt is not None and rs:
+        fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(rs)), dpi=120)
+        labels = [f"{r['network']} ({r['image_shape'][0]}²) {r['device']}" for r in rs]
+        ax.barh(labels, [r["step_ms"] for r in rs])
+        ax.set_xlabel("ms per drag step (median)")
+        ax.invert_yaxis()
+        _save_png(_png(fig, plt), out / "speed.png")
+        written.append(out / "speed.png")
     return written
 
 
