@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +54,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="the paper's face-landmark protocol (Table 1)",
         description="Drag face 1's dlib landmarks to face 2's and measure the mean distance (MD) at 512×512.",
     )
-    lm.add_argument("--network", default="default", help="a face model: name or checkpoint (default: default)")
-    lm.add_argument("--cases", type=int, default=20, metavar="N", help="face pairs (default 20)")
+    _add_cases(lm, 20, "face pairs", face=True)
     lm.add_argument("--points", type=int, nargs="+", default=[1, 5], help="point counts per pair (default 1 5)")
     lm.add_argument(
         "--draw-points",
@@ -63,9 +64,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="draw the landmark subsets as a run with these counts would (default: --points); '--points 5 "
         "--draw-points 1 5 68' edits the same 5-point subsets as the paper's three columns",
     )
-    lm.add_argument("--psi", type=float, default=0.7, help="truncation of both faces (default 0.7)")
-    lm.add_argument("--seed-base", type=int, default=0, help="first seed; pair i uses seeds 2i, 2i+1 from here")
-    lm.add_argument("--predictor", default=None, help="shape_predictor_68_face_landmarks.dat (default: found/fetched)")
     lm.add_argument("--examples", type=int, default=4, metavar="K", help="pairs drawn in examples.png (default 4)")
     lm.add_argument(
         "--oracle",
@@ -87,10 +85,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="paired image reconstruction along optical-flow correspondences (the shape of Table 2)",
         description="Drag I1 along dense-flow correspondences towards I2 (a perturbed latent); MSE to I2.",
     )
-    rec.add_argument("--network", default="default", help="model name or checkpoint (default: default)")
-    rec.add_argument("--cases", type=int, default=20, metavar="N", help="latent pairs (default 20)")
-    rec.add_argument("--psi", type=float, default=0.7, help="truncation of w1 (default 0.7)")
-    rec.add_argument("--seed-base", type=int, default=0, help="first seed (default 0)")
+    _add_cases(rec, 20, "latent pairs", face=False)
     rec.add_argument("--perturb", type=float, default=0.3, help="how far w2 leans towards another latent (0.3)")
     rec.add_argument("--handles", type=int, default=32, metavar="K", help="correspondences per pair (default 32)")
     rec.add_argument("--vgg16", default=None, metavar="PTH", help="torchvision's VGG16 weights for LPIPS")
@@ -104,12 +99,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="every tracker and Lucas–Kanade against dlib's landmarks on recorded drags of a face model",
         description="Record drags of face landmarks, replay every tracker on them, measure against dlib.",
     )
-    tr.add_argument("--network", default="default", help="a face model: name or checkpoint (default: default)")
-    tr.add_argument("--cases", type=int, default=10, metavar="N", help="face pairs (default 10)")
+    _add_cases(tr, 10, "face pairs", face=True)
     tr.add_argument("--points", type=int, default=5, help="landmarks dragged per pair (default 5)")
-    tr.add_argument("--psi", type=float, default=0.7, help="truncation of both faces (default 0.7)")
-    tr.add_argument("--seed-base", type=int, default=0, help="first seed; pair i uses seeds 2i, 2i+1 from here")
-    tr.add_argument("--predictor", default=None, help="shape_predictor_68_face_landmarks.dat (default: found/fetched)")
     add_run_options(tr)
     add_drag_options(tr)
     tr.set_defaults(func=run_tracking, default_steps=100)
@@ -129,9 +120,21 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     sp.set_defaults(func=run_speed, default_steps=300)
 
 
+def _add_cases(p: argparse.ArgumentParser, cases: int, what: str, face: bool) -> None:
+    """``--network``, ``--cases``, ``--psi``, ``--seed-base`` (and ``--predictor`` for the face protocols)."""
+    model = "a face model" if face else "model"
+    p.add_argument("--network", default="default", help=f"{model}: name or checkpoint (default: default)")
+    p.add_argument("--cases", type=int, default=cases, metavar="N", help=f"{what} (default {cases})")
+    p.add_argument("--psi", type=float, default=0.7, help="truncation of the seeds' latents (default 0.7)")
+    pairs = "; pair i uses seeds 2i, 2i+1 from here" if face else ""
+    p.add_argument("--seed-base", type=int, default=0, help=f"first seed (default 0){pairs}")
+    if face:
+        p.add_argument("--predictor", default=None, help="shape_predictor_68_face_landmarks.dat (default: found)")
+
+
 def run_landmarks(args: argparse.Namespace) -> int:
     """Face landmarks: build the cases, run them, write the report."""
-    from dragkit.jobs.landmarks import LandmarkSpec, landmark_cases, summarise
+    from dragkit.jobs.landmarks import LandmarkSpec, landmark_cases
     from dragkit.jobs.report import landmarks_report
 
     check_run_options(args)
@@ -147,21 +150,17 @@ def run_landmarks(args: argparse.Namespace) -> int:
         inverted=args.inverted,
         panels=args.examples,
     )
-    out = Path(args.out)
-    settings = {
-        "protocol": "landmarks",
-        "network": args.network,
-        "device": args.device,
-        "config": spec.config,
-        "psi": args.psi,
-        "seed_base": args.seed_base,
-        "draw_points": args.draw_points or args.points,
-        "oracle": args.oracle,
-        "inverted": args.inverted,
-    }
-    stats, records = _execute(args, "landmarks", spec, cases, settings)
-    landmarks_report(out, summarise(records, args.points), stats, settings, records)
-    return _finish(out, stats)
+    settings = _settings(
+        "landmarks",
+        args,
+        spec.config,
+        psi=args.psi,
+        seed_base=args.seed_base,
+        draw_points=args.draw_points or args.points,
+        oracle=args.oracle,
+        inverted=args.inverted,
+    )
+    return _run(args, "landmarks", spec, cases, settings, partial(landmarks_report, points=args.points))
 
 
 def _config(args: argparse.Namespace) -> DragConfig:
@@ -173,10 +172,21 @@ def _config(args: argparse.Namespace) -> DragConfig:
     return DragConfig(**options)
 
 
-def _execute(
-    args: argparse.Namespace, name: str, spec: Any, cases: list[Any], settings: dict[str, Any]
-) -> tuple[RunStats, list[dict[str, Any]]]:
-    """Check the folder's settings, run the cases not finished yet, return the stats and every record in order."""
+def _settings(protocol: str, args: argparse.Namespace, config: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """What ``run.json`` keeps: the protocol, model, device, drag settings and the protocol's own options."""
+    return {"protocol": protocol, "network": args.network, "device": args.device, "config": config, **extra}
+
+
+def _run(
+    args: argparse.Namespace,
+    name: str,
+    spec: Any,
+    cases: list[Any],
+    settings: dict[str, Any],
+    report: Callable[[Path, RunStats, dict[str, Any], list[dict[str, Any]]], object],
+) -> int:
+    """Check the folder's settings, run the cases not finished yet, write the report from every record, print
+    the summary; exit status 1 when a case failed."""
     from dragkit.jobs.execute import ResultLog, check_run_settings, execute
 
     out = Path(args.out)
@@ -184,19 +194,17 @@ def _execute(
     log = ResultLog(out / f"{name}.jsonl")
     try:
         stats = execute(spec, cases, out, log, ray=args.ray, workers=args.workers, threads=args.threads, desc=name)
-        return stats, log.in_order(c.id for c in cases)
+        records = log.in_order(c.id for c in cases)
     finally:
         log.close()
-
-
-def _finish(out: Path, stats: RunStats) -> int:
+    report(out, stats, settings, records)
     print((out / "summary.md").read_text(encoding="utf-8"))
     return 1 if stats.failed else 0
 
 
 def run_reconstruction(args: argparse.Namespace) -> int:
     """Paired reconstruction: build the cases, run them, write the report."""
-    from dragkit.jobs.reconstruction import ReconstructionSpec, reconstruction_cases, summarise_reconstruction
+    from dragkit.jobs.reconstruction import ReconstructionSpec, reconstruction_cases
     from dragkit.jobs.report import reconstruction_report
 
     check_run_options(args)
@@ -213,46 +221,31 @@ def run_reconstruction(args: argparse.Namespace) -> int:
         vgg16=args.vgg16,
         panels=args.examples,
     )
-    settings = {
-        "protocol": "reconstruction",
-        "network": args.network,
-        "device": args.device,
-        "config": spec.config,
-        "psi": args.psi,
-        "seed_base": args.seed_base,
-        "perturb": args.perturb,
-        "handles": args.handles,
-    }
-    out = Path(args.out)
-    stats, records = _execute(args, "reconstruction", spec, cases, settings)
-    reconstruction_report(out, summarise_reconstruction(records), stats, settings, records)
-    return _finish(out, stats)
+    settings = _settings(
+        "reconstruction",
+        args,
+        spec.config,
+        psi=args.psi,
+        seed_base=args.seed_base,
+        perturb=args.perturb,
+        handles=args.handles,
+    )
+    return _run(args, "reconstruction", spec, cases, settings, reconstruction_report)
 
 
 def run_tracking(args: argparse.Namespace) -> int:
     """Tracking: record drags, replay every tracker and Lucas–Kanade, write the report."""
     from dragkit.jobs.landmarks import landmark_cases
     from dragkit.jobs.report import tracking_report
-    from dragkit.jobs.tracking import TrackingSpec, summarise_tracking
+    from dragkit.jobs.tracking import TrackingSpec
 
     check_run_options(args)
     cases = landmark_cases(args.cases, [args.points], args.seed_base)
     spec = TrackingSpec(
         network=args.network, device=args.device, config=_config(args).to_dict(), psi=args.psi, predictor=args.predictor
     )
-    settings = {
-        "protocol": "tracking",
-        "network": args.network,
-        "device": args.device,
-        "config": spec.config,
-        "psi": args.psi,
-        "seed_base": args.seed_base,
-        "points": args.points,
-    }
-    out = Path(args.out)
-    stats, records = _execute(args, "tracking", spec, cases, settings)
-    tracking_report(out, summarise_tracking(records), stats, settings, records)
-    return _finish(out, stats)
+    settings = _settings("tracking", args, spec.config, psi=args.psi, seed_base=args.seed_base, points=args.points)
+    return _run(args, "tracking", spec, cases, settings, tracking_report)
 
 
 def run_speed(args: argparse.Namespace) -> int:
@@ -269,16 +262,11 @@ def run_speed(args: argparse.Namespace) -> int:
     cases = speed_cases(args.network, args.devices)
     spec = SpeedSpec(_config(args).to_dict(), args.warmup, args.timed_steps, args.edit_steps)
     settings = {
-        "protocol": "speed",
-        "network": args.network,
+        **_settings("speed", args, spec.config),
         "device": args.devices,
-        "config": spec.config,
         "warmup": args.warmup,
         "timed_steps": args.timed_steps,
         "edit_steps": args.edit_steps,
         "threads": args.threads,
     }
-    out = Path(args.out)
-    stats, records = _execute(args, "speed", spec, cases, settings)
-    speed_report(out, stats, settings, records)
-    return _finish(out, stats)
+    return _run(args, "speed", spec, cases, settings, speed_report)

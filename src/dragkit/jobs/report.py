@@ -14,10 +14,10 @@ from PIL import Image
 
 from dragkit.files import atomic_path
 from dragkit.jobs.execute import RunStats
-from dragkit.jobs.landmarks import PAPER_MD, PAPER_MD_NO_EDIT
-from dragkit.jobs.reconstruction import PAPER_MSE
+from dragkit.jobs.landmarks import PAPER_MD, PAPER_MD_NO_EDIT, summarise
+from dragkit.jobs.reconstruction import PAPER_MSE, summarise_reconstruction
 from dragkit.jobs.speed import PAPER_EDIT_SECONDS
-from dragkit.jobs.tracking import BASELINE
+from dragkit.jobs.tracking import BASELINE, summarise_tracking
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +45,12 @@ def run_lines(stats: RunStats, settings: dict[str, Any]) -> list[str]:
 
 
 def landmarks_report(
-    out: Path, summary: dict[str, Any], stats: RunStats, settings: dict[str, Any], records: list[dict[str, Any]]
+    out: Path, stats: RunStats, settings: dict[str, Any], records: list[dict[str, Any]], points: list[int]
 ) -> list[Path]:
     """Write ``summary.json``, ``summary.md``, ``landmarks.png`` (MD against no-edit MD per edit) and
-    ``examples.png`` (source | target | result of the first pairs); returns the paths written."""
-    written = [out / "summary.json", out / "summary.md"]
-    _write(out / "summary.json", json.dumps({"summary": summary, "settings": settings}, indent=2) + "\n")
+    ``examples.png`` (source | target | result of the first pairs) for the point counts ``points``; returns the
+    paths written."""
+    summary = summarise(records, points)
     lines = [
         "# Face landmarks (DragGAN Table 1)",
         "",
@@ -77,23 +77,17 @@ def landmarks_report(
     if skipped:
         lines.append(f"- skipped edits (no face found in a pair's images): {skipped}")
     lines += ["", "Figures: `landmarks.png` (each edit's MD against doing nothing), `examples.png`.", ""]
-    _write(out / "summary.md", "\n".join(lines))
-    figure = _landmarks_figure(records)
-    if figure is not None:
-        _save_png(figure, out / "landmarks.png")
-        written.append(out / "landmarks.png")
-    written += _examples(out)
-    return written
+    return _write_report(
+        out, {"summary": summary, "settings": settings}, lines, {"landmarks.png": _landmarks_figure(records)}
+    )
 
 
 def reconstruction_report(
-    out: Path, summary: dict[str, Any], stats: RunStats, settings: dict[str, Any], records: list[dict[str, Any]]
+    out: Path, stats: RunStats, settings: dict[str, Any], records: list[dict[str, Any]]
 ) -> list[Path]:
     """Write ``summary.json``, ``summary.md``, ``reconstruction.png`` (MSE after the drag against no edit per
     pair) and ``examples.png`` (I1 with handles → targets | I2 | result); returns the paths written."""
-    written = [out / "summary.json", out / "summary.md"]
-    _write(out / "summary.json", json.dumps({"summary": summary, "settings": settings}, indent=2) + "\n")
-    s = summary
+    s = summarise_reconstruction(records)
     paper = ", ".join(f"{k} {v}" for k, v in PAPER_MSE.items())
     lines = [
         "# Paired image reconstruction (the shape of DragGAN Table 2)",
@@ -125,7 +119,6 @@ def reconstruction_report(
         "Figures: `reconstruction.png` (each pair against doing nothing), `examples.png`.",
         "",
     ]
-    _write(out / "summary.md", "\n".join(lines))
     rs = [r for r in records if "mse" in r]
     figure = _scatter(
         [r["mse_no_edit"] for r in rs],
@@ -134,20 +127,13 @@ def reconstruction_report(
         "MSE×100 after the drag",
         "Paired reconstruction: each pair",
     )
-    if figure is not None:
-        _save_png(figure, out / "reconstruction.png")
-        written.append(out / "reconstruction.png")
-    written += _examples(out)
-    return written
+    return _write_report(out, {"summary": s, "settings": settings}, lines, {"reconstruction.png": figure})
 
 
-def tracking_report(
-    out: Path, summary: dict[str, Any], stats: RunStats, settings: dict[str, Any], records: list[dict[str, Any]]
-) -> list[Path]:
+def tracking_report(out: Path, stats: RunStats, settings: dict[str, Any], records: list[dict[str, Any]]) -> list[Path]:
     """Write ``summary.json``, ``summary.md`` (trackers ranked against Lucas–Kanade) and ``tracking.png`` (mean
     error per step of each); returns the paths written."""
-    written = [out / "summary.json", out / "summary.md"]
-    _write(out / "summary.json", json.dumps({"summary": summary, "settings": settings}, indent=2) + "\n")
+    summary = summarise_tracking(records)
     lines = [
         "# Point tracking on recorded drags",
         "",
@@ -171,19 +157,13 @@ def tracking_report(
         "Figure: `tracking.png` (mean error per step).",
         "",
     ]
-    _write(out / "summary.md", "\n".join(lines))
-    figure = _curves(records)
-    if figure is not None:
-        _save_png(figure, out / "tracking.png")
-        written.append(out / "tracking.png")
-    return written
+    return _write_report(out, {"summary": summary, "settings": settings}, lines, {"tracking.png": _curves(records)})
 
 
 def speed_report(out: Path, stats: RunStats, settings: dict[str, Any], records: list[dict[str, Any]]) -> list[Path]:
     """Write ``summary.json`` and ``summary.md`` (a row per model and device) and ``speed.png`` (ms per step);
     returns the paths written."""
     rs = [r for r in records if "step_ms" in r]
-    _write(out / "summary.json", json.dumps({"cases": rs, "settings": settings}, indent=2) + "\n")
     lines = [
         "# Speed",
         "",
@@ -200,16 +180,9 @@ def speed_report(out: Path, stats: RunStats, settings: dict[str, Any], records: 
             f"({r['step_ms_min']:.0f} – {r['step_ms_max']:.0f}) | {r['edit_seconds']:.1f} |"
         )
     failed = [r for r in records if "error" in r]
-    lines += [
-        "",
-        *(f"- {r['id']}: {r['error']}" for r in failed),
-        *run_lines(
-            stats, {**settings, "network": ", ".join(settings["network"]), "device": ", ".join(settings["device"])}
-        ),
-        "",
-    ]
-    _write(out / "summary.md", "\n".join(lines))
-    written = [out / "summary.json", out / "summary.md"]
+    shown = {**settings, "network": ", ".join(settings["network"]), "device": ", ".join(settings["device"])}
+    lines += ["", *(f"- {r['id']}: {r['error']}" for r in failed), *run_lines(stats, shown), ""]
+    figure = None
     plt = _pyplot()
     if plt is not None and rs:
         fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(rs)), dpi=120)
@@ -217,8 +190,24 @@ def speed_report(out: Path, stats: RunStats, settings: dict[str, Any], records: 
         ax.barh(labels, [r["step_ms"] for r in rs])
         ax.set_xlabel("ms per drag step (median)")
         ax.invert_yaxis()
-        _save_png(_png(fig, plt), out / "speed.png")
-        written.append(out / "speed.png")
+        figure = _png(fig, plt)
+    return _write_report(out, {"cases": rs, "settings": settings}, lines, {"speed.png": figure})
+
+
+def _write_report(out: Path, summary: dict[str, Any], lines: list[str], figures: dict[str, bytes | None]) -> list[Path]:
+    """``summary.json``, ``summary.md`` (``lines``), the figures that were drawn and ``examples.png`` from the case
+    panels; returns the paths written."""
+    _write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _write(out / "summary.md", "\n".join(lines))
+    written = [out / "summary.json", out / "summary.md"]
+    for name, data in figures.items():
+        if data is not None:
+            _save_png(data, out / name)
+            written.append(out / name)
+    panels = sorted((out / "cases").glob("*/panel.png")) if (out / "cases").is_dir() else []
+    if panels:
+        _stack(panels, out / "examples.png")
+        written.append(out / "examples.png")
     return written
 
 
@@ -281,14 +270,6 @@ def _curves(records: list[dict[str, Any]]) -> bytes | None:
     ax.set_title("Tracking error along recorded drags")
     ax.legend(fontsize=8)
     return _png(fig, plt)
-
-
-def _examples(out: Path) -> list[Path]:
-    panels = sorted((out / "cases").glob("*/panel.png")) if (out / "cases").is_dir() else []
-    if not panels:
-        return []
-    _stack(panels, out / "examples.png")
-    return [out / "examples.png"]
 
 
 def _save_png(data: bytes, path: Path) -> None:
