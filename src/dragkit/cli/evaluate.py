@@ -86,7 +86,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Drag I1 along dense-flow correspondences towards I2 (a perturbed latent); MSE to I2.",
     )
     _add_cases(rec, 20, "latent pairs", face=False)
-    rec.add_argument("--perturb", type=float, default=0.3, help="how far w2 leans towards another latent (0.3)")
+    rec.add_argument(
+        "--perturb", type=float, default=0.5, help="how far w2's pose rows (4², 8²) lean towards another latent (0.5)"
+    )
     rec.add_argument("--handles", type=int, default=32, metavar="K", help="correspondences per pair (default 32)")
     rec.add_argument("--vgg16", default=None, metavar="PTH", help="torchvision's VGG16 weights for LPIPS")
     rec.add_argument("--examples", type=int, default=4, metavar="K", help="pairs drawn in examples.png (default 4)")

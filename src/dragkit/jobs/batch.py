@@ -231,5 +231,7 @@ class BatchWorker:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         r = done.result
+        if r["stopped"] == "interrupted":  # Ctrl-C ends the batch; this case stays unfinished and runs on a resume
+            raise KeyboardInterrupt
         record = {k: r[k] for k in ("steps", "done", "stopped", "distances", "handles", "network", "seed")}
         return Outcome(record, files)

@@ -1,13 +1,13 @@
 """Paired image reconstruction (the shape of DragGAN's Table 2; docs/architecture.md §6): ``dragkit eval
 reconstruction``.
 
-Case i (seed s = b + i): w1 is the seed's latent (truncation ``psi``); w2 moves w1's optimised W+ rows (the rows a
-drag changes, the model's default) a fraction ``perturb`` of the way towards the latent of seed s + 100 000, so I2
-shows the same scene in another pose or layout. Dense optical flow from I1 to I2 and back (OpenCV's DIS, weight-free;
-RAFT, the paper's choice, needs weights that do not ship in any package) gives the correspondences: ``handles``
-pixels are drawn at random (seeded by s) among those whose forward and backward flow agree within 0.5 px, each with
-the target p + flow(p). I1 is dragged for at most ``max_steps`` (100) steps, with no mask, and the result is
-compared with I2.
+Case i (seed s = b + i): w1 is the seed's latent (truncation ``psi``); w2 moves w1's first :data:`POSE_ROWS` W+ rows
+(the 4² and 8² style inputs of a StyleGAN, which set pose and layout) a fraction ``perturb`` of the way towards the
+latent of seed s + 100 000, so I2 shows the same scene in another pose or layout. Dense optical flow from I1 to I2 and
+back (OpenCV's DIS, weight-free; RAFT, the paper's choice, needs weights that do not ship in any package) gives the
+correspondences: ``handles`` pixels are drawn at random (seeded by s) among those whose forward and backward flow
+agree within 0.5 px, each with the target p + flow(p). I1 is dragged for at most ``max_steps`` (100) steps, with no
+mask, and the result is compared with I2.
 
 Each record: ``mse`` (mean squared error of the RGB values in [0, 1], ×100 as the paper prints it) over the whole
 image, ``mse_moving`` inside the region the flow moves by ≥ 1 px (forward or backward) and ``mse_static`` outside it;
@@ -32,6 +32,7 @@ from dragkit.jobs.execute import Outcome
 #: The paper's Table 2, DragGAN: MSE×100 per model (StyleGAN2 lions, cats, dogs, cars).
 PAPER_MSE = {"lion": 0.66, "cat": 1.04, "dog": 0.48, "car": 1.67}
 OTHER_SEED = 100_000  # w2 leans towards the latent of seed + OTHER_SEED
+POSE_ROWS = 4  # the W+ rows w2 changes: the 4² and 8² style inputs (pose, layout)
 CONSISTENT_PX = 0.5  # forward-backward flow disagreement allowed at a handle
 MOVING_PX = 1.0  # flow magnitude that counts a pixel as moving
 
@@ -105,14 +106,14 @@ def mse_parts(a: np.ndarray, b: np.ndarray, moving: np.ndarray) -> tuple[float, 
 @dataclass(frozen=True)
 class ReconstructionSpec:
     """Worker recipe: model, drag ``config`` (a DragConfig dict; ``max_steps`` 100 unless given), ``psi``,
-    ``perturb`` (how far w2 leans towards another latent), ``handles`` per pair, ``vgg16`` (LPIPS's backbone
+    ``perturb`` (how far w2's pose rows lean towards another latent), ``handles`` per pair, ``vgg16`` (LPIPS's backbone
     path, None: the cached copy if any), ``panels`` (cases drawn for the report)."""
 
     network: str
     device: str = "cpu"
     config: dict[str, Any] = field(default_factory=dict)
     psi: float = 0.7
-    perturb: float = 0.3
+    perturb: float = 0.5
     handles: int = 32
     vgg16: str | None = None
     panels: int = 4
@@ -142,7 +143,7 @@ class ReconstructionWorker:
 
         G, device = self.G, self.G.w_avg.device
         sess = DragSession(G, self._w(case.seed), config=self.config)
-        rows = list(sess.settings.optimize_ws)
+        rows = list(range(min(POSE_ROWS, G.num_ws)))
         with torch.no_grad():
             w1 = sess.ws.detach().clone()
             other = self._w(case.seed + OTHER_SEED)

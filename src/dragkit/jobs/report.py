@@ -93,7 +93,7 @@ def reconstruction_report(
         "# Paired image reconstruction (the shape of DragGAN Table 2)",
         "",
         f"I1 (seed's latent w1) dragged for at most {settings['config']['max_steps']} steps along "
-        f"{settings['handles']} optical-flow correspondences towards I2 (w1's optimised rows moved "
+        f"{settings['handles']} optical-flow correspondences towards I2 (w1's 4² and 8² rows moved "
         f"{settings['perturb']} of the way towards another latent). Mean squared error of RGB in [0, 1], ×100.",
         "",
         "| | MSE×100 | in the moving region | outside it | LPIPS |",
