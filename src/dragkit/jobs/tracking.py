@@ -64,6 +64,7 @@ class TrackingWorker:
         import torch
 
         from dragkit.engine import DragSession
+        from dragkit.jobs.drag import stop_reason
         from dragkit.jobs.landmarks import render
         from dragkit.nn.seeds import z_from_seed
 
@@ -93,7 +94,7 @@ class TrackingWorker:
             **base,
             "landmarks": list(case.landmarks),
             "steps": len(latents) - 1,
-            "stopped": "degraded" if last is not None and last.degraded else "arrived" if last and last.done else "max",
+            "stopped": stop_reason(last, self.config.max_steps),
             "trackers": {
                 name: {
                     "mean": _mean(errs),
