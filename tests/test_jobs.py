@@ -315,3 +315,26 @@ def test_eval_speed_times_each_model_and_device(tiny_checkpoint: Path, tmp_path:
         assert main([*argv, "--devices", "cpu", "cuda", "--out", str(tmp_path / "s2")]) == 1
         lines = [json.loads(line) for line in (tmp_path / "s2" / "speed.jsonl").read_text().splitlines()]
         assert "error" not in lines[0] and "error" in lines[1]
+
+
+def test_tracking_run_records_a_drag_and_ranks_the_trackers(tiny_checkpoint: Path) -> None:
+    """``run`` on a tiny drag, with landmarks given (face 1's two points, then face 2's, then face 1's again as the
+    truth on every replayed step): one record with every tracker, steps and why the drag stopped."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("dlib")
+    from dragkit.engine import TRACKERS
+    from dragkit.jobs.landmarks import LandmarkCase
+    from dragkit.jobs.tracking import BASELINE, TrackingSpec, TrackingWorker
+
+    worker = TrackingWorker(TrackingSpec(str(tiny_checkpoint), config={"lr": 0.02, "max_steps": 3}))
+    first, second = (
+        _truth(np.array([[150.0, 190.0], [300.0, 120.0]])),
+        _truth(np.array([[250.0, 220.0], [220.0, 60.0]])),
+    )
+    calls = iter([first, second])
+    worker.marker = lambda img: next(calls, first)  # type: ignore[assignment]
+    outcome = worker.run(LandmarkCase("pair0000-n2", 0, (0, 1), (0, 1)))
+    record = outcome.record
+    assert record["steps"] == 3 and record["stopped"] == "max_steps" and record["landmarks"] == [0, 1]
+    assert set(record["trackers"]) == {*TRACKERS, BASELINE}
+    assert all(len(t["per_step"]) == 4 and t["per_step"][0] == 0.0 for t in record["trackers"].values())
