@@ -198,28 +198,17 @@ class BatchWorker:
 
     def run(self, case: BatchCase) -> Outcome:
         """Drag ``case`` into a temporary folder; the record is its ``result.json`` summary, the files its outputs."""
-        import torch
-
         from dragkit.engine import DragConfig, DragSession
         from dragkit.io.images import load_mask
         from dragkit.jobs.drag import VideoOptions, drag_and_write, load_latent
-        from dragkit.nn.seeds import one_hot_label, z_from_seed
 
         G = self._model(case.network)
         config = DragConfig.from_dict({**self.spec.defaults, **case.config})
-        device = G.w_avg.device
-        meta: dict[str, Any]
         if case.latent is not None:
-            ws = load_latent(io.BytesIO(case.latent), G.num_ws, G.w_dim, name=case.latent_name).to(device)
-            meta = {"latent": case.latent_name}
+            ws = load_latent(io.BytesIO(case.latent), G.num_ws, G.w_dim, name=case.latent_name).to(G.w_avg.device)
+            sess = DragSession(G, ws, config=config, model_id=case.network, meta={"latent": case.latent_name})
         else:
-            c = one_hot_label(G.c_dim, case.class_idx)
-            with torch.no_grad():
-                ws = G.mapping(
-                    z_from_seed(case.seed, G.z_dim).to(device), None if c is None else c.to(device), psi=case.psi
-                )
-            meta = {"seed": case.seed, "psi": case.psi}
-        sess = DragSession(G, ws, config=config, model_id=case.network, meta=meta)
+            sess = DragSession.from_seed(G, case.seed, case.psi, config, case.network, case.class_idx)
         sess.set_points(list(case.handles), list(case.targets))
         if case.mask is not None:
             sess.set_mask(load_mask(io.BytesIO(case.mask), sess.image_shape, name=case.mask_name))
