@@ -4,8 +4,14 @@ run — serially here, or as Ray tasks (``--ray auto``: a local Ray instance; ``
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dragkit.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from dragkit.jobs.execute import RunStats
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -38,3 +44,20 @@ def check_run_options(args: argparse.Namespace) -> None:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise InvalidInputError(f"--{option}: expected an int ≥ 1, got {value}")
+
+
+def run_cases(
+    args: argparse.Namespace, name: str, spec: Any, cases: Sequence[Any], settings: dict[str, Any]
+) -> tuple[RunStats, list[dict[str, Any]]]:
+    """Check ``--out``'s settings (``run.json``), run the cases not finished yet into ``<out>/<name>.jsonl`` as the
+    run options say, and return the stats and every case's record, in case order."""
+    from dragkit.jobs.execute import ResultLog, check_run_settings, execute
+
+    out = Path(args.out)
+    check_run_settings(out, settings)
+    log = ResultLog(out / f"{name}.jsonl")
+    try:
+        stats = execute(spec, cases, out, log, ray=args.ray, workers=args.workers, threads=args.threads, desc=name)
+        return stats, log.in_order(c.id for c in cases)
+    finally:
+        log.close()

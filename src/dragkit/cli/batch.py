@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dragkit.cli._run import add_run_options, check_run_options
+from dragkit.cli._run import add_run_options, check_run_options, run_cases
 from dragkit.cli.options import add_drag_options, explicit_drag_options
 
 
@@ -39,31 +39,19 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the cases, run them, print a one-line tally."""
-    import dataclasses
     import json
 
     from dragkit.engine import DragConfig
     from dragkit.jobs.batch import BatchSpec, read_cases
-    from dragkit.jobs.execute import ResultLog, check_run_settings, execute
 
     check_run_options(args)
     cases = read_cases(args.cases, args.network)
-    defaults = explicit_drag_options(args)
-    DragConfig(**defaults)  # validated here, once, with the CLI's message
-    if "tracker_params" in defaults:
-        defaults["tracker_params"] = dataclasses.asdict(DragConfig(**defaults).tracker_params)
-    spec = BatchSpec(device=args.device, defaults=defaults, video=not args.no_video)
+    explicit = explicit_drag_options(args)
+    config = DragConfig(**explicit).to_dict()  # validated here, once, with the CLI's message
+    spec = BatchSpec(device=args.device, defaults={k: config[k] for k in explicit}, video=not args.no_video)
     out = Path(args.out)
-    check_run_settings(
-        out,
-        {"command": "batch", "device": args.device, "defaults": DragConfig(**defaults).to_dict(), "video": spec.video},
-    )
-    log = ResultLog(out / "batch.jsonl")
-    try:
-        stats = execute(spec, cases, out, log, ray=args.ray, workers=args.workers, threads=args.threads, desc="drags")
-        records = log.in_order(c.id for c in cases)
-    finally:
-        log.close()
+    settings = {"command": "batch", "device": args.device, "defaults": config, "video": spec.video}
+    stats, records = run_cases(args, "batch", spec, cases, settings)
     stopped: dict[str, int] = {}
     for r in records:
         key = "failed" if "error" in r else r["stopped"]

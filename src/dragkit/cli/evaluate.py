@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dragkit.cli._run import add_run_options, check_run_options
+from dragkit.cli._run import add_run_options, check_run_options, run_cases
 from dragkit.cli.options import add_drag_options, explicit_drag_options
 from dragkit.errors import InvalidInputError
 
@@ -187,18 +187,10 @@ def _run(
     settings: dict[str, Any],
     report: Callable[[Path, RunStats, dict[str, Any], list[dict[str, Any]]], object],
 ) -> int:
-    """Check the folder's settings, run the cases not finished yet, write the report from every record, print
-    the summary; exit status 1 when a case failed."""
-    from dragkit.jobs.execute import ResultLog, check_run_settings, execute
-
+    """Run the cases not finished yet (:func:`~dragkit.cli._run.run_cases`), write the report from every record,
+    print the summary; exit status 1 when a case failed."""
     out = Path(args.out)
-    check_run_settings(out, settings)
-    log = ResultLog(out / f"{name}.jsonl")
-    try:
-        stats = execute(spec, cases, out, log, ray=args.ray, workers=args.workers, threads=args.threads, desc=name)
-        records = log.in_order(c.id for c in cases)
-    finally:
-        log.close()
+    stats, records = run_cases(args, name, spec, cases, settings)
     report(out, stats, settings, records)
     print((out / "summary.md").read_text(encoding="utf-8"))
     return 1 if stats.failed else 0
